@@ -1,0 +1,263 @@
+//! Running one agent or task: enter, then answer caller turns until a tool completes it.
+//!
+//! Tasks nest: a tool that runs a task awaits it, so the parent's reply is suspended in
+//! that tool call while the task reads the caller's turns. The future stack mirrors the
+//! agent stack, and only the innermost activity ever reads the inbox.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::context::ToolContext;
+use super::events::{AgentState, SessionEvent, TaskEnd};
+use super::session::{Inbox, SessionClosed, SessionCore, Wakeup};
+use super::task::{AgentTask, OnEnter};
+use super::tool::DynTool;
+use crate::llm::{
+    ChatContext, ChatItem, ChatRequest, ChatRole, LlmError, RequestPurpose, ToolCall,
+};
+
+/// How a task ended. Control flow by value: a regression is an outcome, not an error.
+pub(crate) enum Outcome<T> {
+    /// A tool completed the task with this result.
+    Done(T),
+    /// A tool failed the task.
+    Failed(String),
+    /// A regression or `regress()` ended it; the task group decides what runs next.
+    Interrupted,
+}
+
+/// Where an activity runs: the session, the caller's input, and its own chat context.
+pub(crate) struct Activity<'a> {
+    pub(crate) core: &'a SessionCore,
+    pub(crate) inbox: &'a mut Inbox,
+    pub(crate) chat_ctx: &'a mut ChatContext,
+    pub(crate) interrupt: Option<&'a Notify>,
+    pub(crate) group_id: Option<String>,
+}
+
+/// Runs `task` until it completes (or the session closes). `extra_tools` are offered
+/// beside the task's own (a task group adds its regression tool this way).
+pub(crate) async fn run<T: Send + 'static>(
+    mut activity: Activity<'_>,
+    mut task: AgentTask<T>,
+    extra_tools: Vec<Arc<dyn DynTool<T>>>,
+) -> Result<Outcome<T>, SessionClosed> {
+    for tool in extra_tools {
+        task.push_tool(tool);
+    }
+    let core = activity.core;
+    core.emit(SessionEvent::TaskStarted {
+        name: task.name().to_string(),
+        group_id: activity.group_id.clone(),
+    });
+    let mut outcome = None;
+    match task.enter_action().clone() {
+        OnEnter::Listen => {}
+        OnEnter::Reply(instructions) => {
+            reply(&mut activity, &task, &mut outcome, Some(&instructions)).await?;
+        }
+        OnEnter::Say(text) => {
+            core.emit(SessionEvent::AgentMessage { text: text.clone() });
+            activity.chat_ctx.add_message(ChatRole::Assistant, text);
+        }
+    }
+    let outcome = loop {
+        if let Some(outcome) = outcome.take() {
+            break outcome;
+        }
+        core.emit(SessionEvent::AgentStateChanged {
+            state: AgentState::Listening,
+        });
+        match activity.inbox.next(activity.interrupt).await? {
+            Wakeup::Interrupted => break Outcome::Interrupted,
+            Wakeup::UserTurn(text) => {
+                core.emit(SessionEvent::UserTurnReceived { text: text.clone() });
+                activity.chat_ctx.add_message(ChatRole::User, text);
+                reply(&mut activity, &task, &mut outcome, None).await?;
+            }
+        }
+    };
+    let end = match &outcome {
+        Outcome::Done(_) => TaskEnd::Done,
+        Outcome::Failed(message) => TaskEnd::Failed(message.clone()),
+        Outcome::Interrupted => TaskEnd::Interrupted,
+    };
+    core.emit(SessionEvent::TaskCompleted {
+        name: task.name().to_string(),
+        group_id: activity.group_id.clone(),
+        end,
+    });
+    Ok(outcome)
+}
+
+/// One reply: model round trips, executing the tools it calls, until it answers in text,
+/// a tool completes the task, or the step limit is reached (the last step offers no tools).
+async fn reply<T: Send + 'static>(
+    activity: &mut Activity<'_>,
+    task: &AgentTask<T>,
+    outcome: &mut Option<Outcome<T>>,
+    enter_instructions: Option<&str>,
+) -> Result<(), SessionClosed> {
+    let core = activity.core;
+    core.emit(SessionEvent::AgentStateChanged {
+        state: AgentState::Thinking,
+    });
+    let tools: Vec<&Arc<dyn DynTool<T>>> = task
+        .tools()
+        .iter()
+        .filter(|tool| enter_instructions.is_none() || !tool.hidden_on_enter())
+        .collect();
+    let instructions = match enter_instructions {
+        Some(extra) => format!("{}\n\n{extra}", task.instructions()),
+        None => task.instructions().to_string(),
+    };
+    let max_steps = core.options.max_tool_steps;
+    for step in 0..=max_steps {
+        let offered = if step < max_steps {
+            tools.iter().map(|tool| tool.spec()).collect()
+        } else {
+            Vec::new()
+        };
+        let request = ChatRequest {
+            instructions: instructions.clone(),
+            items: activity.chat_ctx.items().to_vec(),
+            tools: offered,
+            purpose: RequestPurpose::Reply,
+        };
+        let (text, calls) = match stream_response(core, request).await {
+            Ok(response) => response,
+            Err((partial, error)) => {
+                apologize(activity, &partial, &error);
+                return Ok(());
+            }
+        };
+        if !text.is_empty() {
+            core.emit(SessionEvent::AgentMessage { text: text.clone() });
+        }
+        if calls.is_empty() {
+            if !text.is_empty() {
+                activity.chat_ctx.add_message(ChatRole::Assistant, text);
+            }
+            return Ok(());
+        }
+        let mut outputs = Vec::with_capacity(calls.len());
+        for call in &calls {
+            outputs.push(execute(activity, &tools, outcome, call).await?);
+        }
+        if !text.is_empty() {
+            activity.chat_ctx.add_message(ChatRole::Assistant, text);
+        }
+        for call in calls {
+            activity.chat_ctx.push(ChatItem::FunctionCall {
+                call_id: call.call_id,
+                name: call.name,
+                arguments: call.arguments,
+            });
+        }
+        for output in outputs {
+            activity.chat_ctx.push(output);
+        }
+        if outcome.is_some() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Streams one model response, reporting text as it arrives. On failure, returns the text
+/// received before it with the error.
+async fn stream_response(
+    core: &SessionCore,
+    request: ChatRequest,
+) -> Result<(String, Vec<ToolCall>), (String, LlmError)> {
+    let mut stream = core.llm.chat(request);
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(crate::llm::LlmEvent::TextDelta(delta)) => {
+                core.emit(SessionEvent::TextDelta {
+                    text: delta.clone(),
+                });
+                text.push_str(&delta);
+            }
+            Ok(crate::llm::LlmEvent::ToolCall(call)) => calls.push(call),
+            Err(error) => return Err((text, error)),
+        }
+    }
+    Ok((text, calls))
+}
+
+/// The model could not answer: keep what was already said, then apologise.
+fn apologize(activity: &mut Activity<'_>, partial: &str, error: &LlmError) {
+    let core = activity.core;
+    tracing::warn!(%error, "model request failed; apologising to the caller");
+    core.emit(SessionEvent::ReplyFailed {
+        error: error.to_string(),
+    });
+    if !partial.is_empty() {
+        activity.chat_ctx.add_message(ChatRole::Assistant, partial);
+    }
+    let apology = core.options.apology.clone();
+    core.emit(SessionEvent::AgentMessage {
+        text: apology.clone(),
+    });
+    activity.chat_ctx.add_message(ChatRole::Assistant, apology);
+}
+
+/// Runs one tool call and returns its output item. Unknown tools and bad arguments become
+/// error outputs the model reads.
+async fn execute<T: Send + 'static>(
+    activity: &mut Activity<'_>,
+    tools: &[&Arc<dyn DynTool<T>>],
+    outcome: &mut Option<Outcome<T>>,
+    call: &ToolCall,
+) -> Result<ChatItem, SessionClosed> {
+    let core = activity.core;
+    core.emit(SessionEvent::FunctionCalled {
+        call_id: call.call_id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+    });
+    let result = match tools.iter().find(|tool| tool.name() == call.name) {
+        Some(tool) => {
+            let mut ctx =
+                ToolContext::new(core, &mut *activity.inbox, &mut *activity.chat_ctx, outcome);
+            tool.invoke(&mut ctx, &call.arguments).await
+        }
+        None => {
+            let names: Vec<&str> = tools.iter().map(|tool| tool.name()).collect();
+            Err(super::ToolError::InvalidArguments(format!(
+                "there is no tool named {:?} here; available: {}",
+                call.name,
+                names.join(", ")
+            )))
+        }
+    };
+    if activity.inbox.is_closed() {
+        return Err(SessionClosed);
+    }
+    let (output, is_error) = match result {
+        Ok(output) => (output, false),
+        Err(error) => {
+            if let super::ToolError::Failed(_) = error {
+                tracing::warn!(tool = %call.name, %error, "tool failed");
+            }
+            (error.to_string(), true)
+        }
+    };
+    core.emit(SessionEvent::FunctionReturned {
+        call_id: call.call_id.clone(),
+        name: call.name.clone(),
+        output: output.clone(),
+        is_error,
+    });
+    Ok(ChatItem::FunctionOutput {
+        call_id: call.call_id.clone(),
+        name: call.name.clone(),
+        output,
+        is_error,
+    })
+}

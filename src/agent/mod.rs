@@ -1,0 +1,25 @@
+//! The agents framework: [`Agent`], [`AgentTask<T>`], [`TaskGroup`], typed [`Tool`]s, and
+//! [`AgentSession`], the engine that runs a conversation through them.
+//!
+//! The framework is generic: it never names a menu item. Bella Vista is one application of
+//! it (`crate::bella_vista`).
+
+mod activity;
+mod context;
+mod events;
+mod session;
+pub mod summary;
+mod task;
+pub mod task_group;
+pub mod testing;
+mod tool;
+
+pub use context::{TaskError, ToolContext};
+pub use events::{AgentState, SessionEvent, TaskEnd};
+pub use session::{AgentSession, SessionClosed, SessionHandle, SessionInput, SessionOptions};
+pub use task::{Agent, AgentTask, OnEnter};
+pub use task_group::{
+    DependsOn, HandleError, RegressTarget, ResultError, TaskCompletedEvent, TaskEntry, TaskGroup,
+    TaskGroupError, TaskGroupHandle, TaskResult, TaskResults,
+};
+pub use tool::{FnTool, NoArgs, Tool, ToolError, schema_of, tool_fn};

@@ -1,0 +1,260 @@
+//! [`AgentSession`]: the conversation engine. One tokio task owns the session state; the
+//! outside feeds it [`SessionInput`]s through a channel and reads [`SessionEvent`]s.
+//!
+//! The same engine serves the text console, voice and LiveKit: a caller turn is a typed
+//! line or a final transcript, and a reply is streamed as [`SessionEvent::TextDelta`]s and
+//! completed as [`SessionEvent::AgentMessage`].
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use super::activity::{self, Activity};
+use super::events::{AgentState, SessionEvent};
+use super::summary::DEFAULT_SUMMARY_INSTRUCTIONS;
+use super::task::Agent;
+use crate::llm::{ChatContext, Llm};
+
+/// What the outside tells a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionInput {
+    /// The caller finished a turn (typed text or a final transcript).
+    UserTurn(String),
+    /// End the session (the caller left); anything unfinished is abandoned, not stored.
+    Close,
+}
+
+/// Settings of the conversation engine.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Most model round trips with tool calls in one reply; the last one is text only.
+    pub max_tool_steps: usize,
+    /// What the caller hears when the model cannot be reached.
+    pub apology: String,
+    /// Instructions for task-group summaries when the group has none of its own.
+    pub summary_instructions: String,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            max_tool_steps: 5,
+            apology: "Sorry, I'm having trouble right now. Could you say that again?".into(),
+            summary_instructions: DEFAULT_SUMMARY_INSTRUCTIONS.into(),
+        }
+    }
+}
+
+/// The session ended (the input closed) while something was waiting for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session ended")]
+pub struct SessionClosed;
+
+/// What every activity of one session shares: the model, the event sink, the options.
+pub(crate) struct SessionCore {
+    pub(crate) llm: Arc<dyn Llm>,
+    pub(crate) options: SessionOptions,
+    events: mpsc::UnboundedSender<SessionEvent>,
+}
+
+impl SessionCore {
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        // A dropped receiver only means nobody watches; the session goes on.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The caller's side of the channel, read only by the innermost running activity.
+pub(crate) struct Inbox {
+    input: mpsc::Receiver<SessionInput>,
+    closed: bool,
+}
+
+/// What an activity waiting for the caller wakes up to.
+pub(crate) enum Wakeup {
+    /// The caller finished a turn.
+    UserTurn(String),
+    /// Code asked the running task to stop (a task group's `regress`).
+    Interrupted,
+}
+
+impl Inbox {
+    /// Waits for the next caller turn, or for `interrupt` to be notified.
+    pub(crate) async fn next(
+        &mut self,
+        interrupt: Option<&Notify>,
+    ) -> Result<Wakeup, SessionClosed> {
+        if self.closed {
+            return Err(SessionClosed);
+        }
+        let input = match interrupt {
+            Some(interrupt) => tokio::select! {
+                biased;
+                () = interrupt.notified() => return Ok(Wakeup::Interrupted),
+                input = self.input.recv() => input,
+            },
+            None => self.input.recv().await,
+        };
+        match input {
+            Some(SessionInput::UserTurn(text)) => Ok(Wakeup::UserTurn(text)),
+            Some(SessionInput::Close) | None => {
+                self.closed = true;
+                Err(SessionClosed)
+            }
+        }
+    }
+
+    /// Whether the session has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Builds and starts sessions.
+///
+/// ```
+/// use bella_vista::agent::{Agent, AgentSession, OnEnter};
+/// use bella_vista::llm::scripted::{ScriptedLlm, Step};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let llm = ScriptedLlm::new([Step::reply().text("Hello!"), Step::reply().text("Bye!")]);
+/// let agent = Agent::new("Greeter", "Greet the caller.").on_enter(OnEnter::Reply("Say hello.".into()));
+/// let mut session = AgentSession::new(llm).start(agent);
+/// let greeting = session.until_listening().await;
+/// let reply = session.send("hi").await;
+/// assert!(greeting.iter().chain(&reply).any(|e| matches!(e,
+///     bella_vista::agent::SessionEvent::AgentMessage { text } if text == "Bye!")));
+/// # });
+/// ```
+pub struct AgentSession {
+    llm: Arc<dyn Llm>,
+    options: SessionOptions,
+}
+
+impl AgentSession {
+    /// A session that will talk through this model.
+    pub fn new(llm: impl Llm) -> Self {
+        Self::with_shared_llm(Arc::new(llm))
+    }
+
+    /// A session on a model shared with other sessions.
+    pub fn with_shared_llm(llm: Arc<dyn Llm>) -> Self {
+        AgentSession {
+            llm,
+            options: SessionOptions::default(),
+        }
+    }
+
+    /// Replaces the engine settings.
+    pub fn options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Starts the session with `agent` active; must be called inside a tokio runtime.
+    pub fn start(self, agent: Agent) -> SessionHandle {
+        let (input_tx, input_rx) = mpsc::channel(32);
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let core = SessionCore {
+            llm: self.llm,
+            options: self.options,
+            events: event_tx,
+        };
+        let task = tokio::spawn(async move {
+            let mut inbox = Inbox {
+                input: input_rx,
+                closed: false,
+            };
+            let mut chat_ctx = ChatContext::new();
+            let root = Activity {
+                core: &core,
+                inbox: &mut inbox,
+                chat_ctx: &mut chat_ctx,
+                interrupt: None,
+                group_id: None,
+            };
+            // The root agent never completes; it returns when the input closes.
+            let _ = activity::run(root, agent, Vec::new()).await;
+            core.emit(SessionEvent::SessionEnded);
+        });
+        SessionHandle {
+            input: input_tx,
+            events: event_rx,
+            task: Some(task),
+        }
+    }
+}
+
+/// The outside's handle on a running session: send caller turns, read events.
+pub struct SessionHandle {
+    input: mpsc::Sender<SessionInput>,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SessionHandle {
+    /// Sends a caller turn without waiting for the reply.
+    pub async fn send_input(&self, input: SessionInput) -> Result<(), SessionClosed> {
+        self.input.send(input).await.map_err(|_| SessionClosed)
+    }
+
+    /// The next event, or `None` once the session has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.events.recv().await
+    }
+
+    /// Reads events until the agent listens for the caller again (or the session ends),
+    /// returning them in order.
+    pub async fn until_listening(&mut self) -> Vec<SessionEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            let done = matches!(
+                event,
+                SessionEvent::AgentStateChanged {
+                    state: AgentState::Listening
+                } | SessionEvent::SessionEnded
+            );
+            events.push(event);
+            if done {
+                break;
+            }
+        }
+        events
+    }
+
+    /// Sends a caller turn and returns everything that happened until the agent listens
+    /// again.
+    pub async fn send(&mut self, text: &str) -> Vec<SessionEvent> {
+        if self
+            .send_input(SessionInput::UserTurn(text.to_string()))
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        self.until_listening().await
+    }
+
+    /// Ends the session and waits for it to finish; returns the events it produced on the
+    /// way out.
+    pub async fn close(mut self) -> Vec<SessionEvent> {
+        let _ = self.input.send(SessionInput::Close).await;
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            events.push(event);
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        events
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! [`AgentTask<T>`]: an agent that ends with a typed result, and [`Agent`], one that
+//! does not end.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use super::tool::{DynTool, Tool};
+
+/// What a task does when it takes over the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnEnter {
+    /// Wait for the caller to speak first.
+    Listen,
+    /// Generate a reply at once, with these extra instructions for that reply only (tools
+    /// marked `hidden_on_enter` are not offered for it).
+    Reply(String),
+    /// Say this fixed text, then listen.
+    Say(String),
+}
+
+/// A focused agent that collects something and completes with a result of type `T`.
+///
+/// It has its own instructions and tools; while it runs, its parent's tools are not
+/// offered. A tool completes it through [`ToolContext::complete`]; a task that may be
+/// abandoned uses `T = Option<_>` and completes with `None`.
+///
+/// [`ToolContext::complete`]: super::ToolContext::complete
+pub struct AgentTask<T> {
+    name: String,
+    instructions: String,
+    tools: Vec<Arc<dyn DynTool<T>>>,
+    on_enter: OnEnter,
+}
+
+/// An agent that runs until the session ends: a task that never completes.
+pub type Agent = AgentTask<Infallible>;
+
+impl<T: Send + 'static> AgentTask<T> {
+    /// A task with a display name (shown in events and the console) and instructions.
+    pub fn new(name: impl Into<String>, instructions: impl Into<String>) -> Self {
+        AgentTask {
+            name: name.into(),
+            instructions: instructions.into(),
+            tools: Vec::new(),
+            on_enter: OnEnter::Listen,
+        }
+    }
+
+    /// Adds a tool.
+    pub fn with_tool(mut self, tool: impl Tool<T>) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Sets what happens when the task takes over.
+    pub fn on_enter(mut self, on_enter: OnEnter) -> Self {
+        self.on_enter = on_enter;
+        self
+    }
+}
+
+impl<T> AgentTask<T> {
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instructions.
+    pub fn instructions(&self) -> &str {
+        &self.instructions
+    }
+
+    /// Names of the tools, in the order they were added.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.tools.iter().map(|tool| tool.name()).collect()
+    }
+
+    pub(crate) fn tools(&self) -> &[Arc<dyn DynTool<T>>] {
+        &self.tools
+    }
+
+    pub(crate) fn push_tool(&mut self, tool: Arc<dyn DynTool<T>>) {
+        self.tools.push(tool);
+    }
+
+    pub(crate) fn enter_action(&self) -> &OnEnter {
+        &self.on_enter
+    }
+}

@@ -1,0 +1,122 @@
+//! `CollectPayment`: the payment method and the tip, for the current subtotal.
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::money::Cents;
+use super::order::{OrderItem, Payment, PaymentMethod};
+use super::order_flow::{OrderFlow, describe_item};
+use super::prompts::fill;
+use crate::agent::{AgentTask, NoArgs, OnEnter, ToolContext, ToolError, tool_fn};
+
+/// Arguments of `confirm_payment`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConfirmPaymentArgs {
+    /// How the caller pays: card, cash or mobile.
+    pub method: String,
+    /// Tip in percent of the subtotal (for example 15, 18 or 20); 0 for no tip.
+    pub tip_percentage: f64,
+}
+
+/// Builds the payment task for these items.
+pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<Payment> {
+    let restaurant = flow.restaurant();
+    let subtotal: Cents = items.iter().map(OrderItem::line_total).sum();
+    let described: Vec<String> = items.iter().map(describe_item).collect();
+    let order_so_far = described.join("; ");
+    let subtotal_text = subtotal.to_string();
+    let values = [
+        ("order_so_far", order_so_far.as_str()),
+        ("subtotal", subtotal_text.as_str()),
+    ];
+    let instructions = fill(&restaurant.prompts.collect_payment, &values);
+    let enter = fill(&restaurant.prompts.collect_payment_enter, &values);
+    let max_tip = restaurant.limits.max_tip_percent;
+    let limits = restaurant.limits;
+    let add_flow = flow.clone();
+    AgentTask::new("CollectPayment", instructions)
+        .on_enter(OnEnter::Reply(enter))
+        .with_tool(
+            tool_fn(
+                "confirm_payment",
+                "Confirm how the caller pays and the tip, once they said both.",
+                move |ctx: &mut ToolContext<'_, Payment>, args: ConfirmPaymentArgs| {
+                    let method: PaymentMethod =
+                        args.method
+                            .parse()
+                            .map_err(|e: super::order::OrderRuleError| {
+                                ToolError::InvalidArguments(e.to_string())
+                            })?;
+                    let tip_percent = whole_percent(args.tip_percentage, max_tip)?;
+                    limits
+                        .validate_tip(tip_percent)
+                        .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
+                    let tip = subtotal.percent_of(tip_percent);
+                    ctx.complete(Payment {
+                        method,
+                        tip_percent,
+                    });
+                    Ok(format!(
+                        "Payment confirmed: {method}, tip {tip_percent}% ({tip}), total {}.",
+                        subtotal.saturating_add(tip)
+                    ))
+                },
+            )
+            .hidden_on_enter(),
+        )
+        .with_tool(add_item_tool(add_flow))
+}
+
+/// `add_item()`: from payment or read-back, go back and take one more item.
+pub(crate) fn add_item_tool<T: Send + 'static>(
+    flow: Arc<OrderFlow>,
+) -> crate::agent::FnTool<
+    NoArgs,
+    impl Fn(&mut ToolContext<'_, T>, NoArgs) -> Result<String, ToolError> + Send + Sync + 'static,
+> {
+    tool_fn(
+        "add_item",
+        "The caller wants to add another item to the order.",
+        move |ctx: &mut ToolContext<'_, T>, _: NoArgs| {
+            flow.add_item()
+                .map_err(|e| ToolError::Failed(e.to_string()))?;
+            ctx.interrupt();
+            Ok("Taking one more item.".to_string())
+        },
+    )
+}
+
+/// The tip as a whole percentage within `0..=max`.
+fn whole_percent(value: f64, max: u32) -> Result<u32, ToolError> {
+    let out_of_range = || {
+        ToolError::InvalidArguments(format!(
+            "tip must be between 0 and {max} percent, got {value}"
+        ))
+    };
+    if !value.is_finite() || value < 0.0 || value > f64::from(max) {
+        return Err(out_of_range());
+    }
+    if value.fract() != 0.0 {
+        return Err(ToolError::InvalidArguments(format!(
+            "tip must be a whole percentage, got {value}"
+        )));
+    }
+    // In range and whole, so the conversion is exact.
+    Ok(value as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tips_must_be_whole_and_in_range() {
+        assert_eq!(whole_percent(18.0, 50), Ok(18));
+        assert!(whole_percent(-5.0, 50).is_err());
+        assert!(whole_percent(17.5, 50).is_err());
+        assert!(whole_percent(51.0, 50).is_err());
+        assert!(whole_percent(f64::NAN, 50).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The order taker: the agent that answers the call and runs `take_order`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::check_menu::check_menu;
+use super::order_flow::{OrderFlow, REVIEW, Restaurant};
+use super::prompts::fill;
+use super::store::StoredOrder;
+use crate::agent::{
+    Agent, NoArgs, OnEnter, TaskGroupError, TaskResults, Tool, ToolContext, ToolError,
+};
+
+/// The Bella Vista agent: greets, answers menu questions, and takes orders.
+pub fn order_taker(restaurant: Arc<Restaurant>) -> Agent {
+    let categories = restaurant.category_list();
+    let instructions = fill(
+        &restaurant.prompts.order_taker,
+        &[("categories", categories.as_str())],
+    );
+    Agent::new("OrderTaker", instructions)
+        .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
+        .with_tool(check_menu(restaurant.clone()))
+        .with_tool(TakeOrder { restaurant })
+}
+
+/// `take_order()`: runs the order's task group (items, payment, read-back) and reports
+/// how it ended.
+struct TakeOrder {
+    restaurant: Arc<Restaurant>,
+}
+
+impl Tool<Infallible> for TakeOrder {
+    type Args = NoArgs;
+
+    fn name(&self) -> &str {
+        "take_order"
+    }
+
+    fn description(&self) -> String {
+        "Start taking the caller's order: the items, then payment, then the read-back.".into()
+    }
+
+    fn call(
+        &self,
+        ctx: &mut ToolContext<'_, Infallible>,
+        _: NoArgs,
+    ) -> impl Future<Output = Result<String, ToolError>> + Send {
+        let (group, _flow) = OrderFlow::start(self.restaurant.clone());
+        async move {
+            match ctx.run_group(group).await {
+                Ok(results) => Ok(report(&results)),
+                Err(TaskGroupError::Summary { results, error }) => {
+                    tracing::warn!(%error, "order summary failed; the order itself is kept");
+                    Ok(report(&results))
+                }
+                Err(TaskGroupError::SessionClosed) => {
+                    Err(ToolError::Failed("the call ended during the order".into()))
+                }
+                Err(error @ TaskGroupError::TaskFailed { .. }) => {
+                    Err(ToolError::Failed(error.to_string()))
+                }
+            }
+        }
+    }
+}
+
+fn report(results: &TaskResults) -> String {
+    match results.get::<StoredOrder>(REVIEW) {
+        Ok(stored) => format!(
+            "The order is confirmed and saved as order number {}. Total {}, paid by {}. \
+             Tell the caller their order number.",
+            stored.id(),
+            stored.total(),
+            stored.order().payment.method
+        ),
+        Err(_) => "No order was placed: the caller cancelled every item.".into(),
+    }
+}

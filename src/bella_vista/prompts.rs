@@ -1,0 +1,150 @@
+//! The agent's instructions, kept as text files in `prompts/`.
+//!
+//! The files are compiled into the binary, so it runs anywhere; a prompts directory given
+//! at run time replaces any of them, so wording can be tuned without a rebuild.
+//! Placeholders such as `{subtotal}` are filled in with [`fill`].
+
+use std::path::{Path, PathBuf};
+
+/// Why a prompts directory could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read prompt {path}: {source}")]
+pub struct PromptError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// Every prompt the Bella Vista agent uses.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    /// The order taker's instructions.
+    pub order_taker: String,
+    /// How the order taker greets.
+    pub greeting: String,
+    /// Instructions of one item task.
+    pub collect_order_item: String,
+    /// What the item task says when it starts.
+    pub collect_order_item_enter: String,
+    /// Instructions of the payment task.
+    pub collect_payment: String,
+    /// What the payment task says when it starts.
+    pub collect_payment_enter: String,
+    /// Instructions of the read-back task.
+    pub review_order: String,
+    /// What the read-back task says when it starts.
+    pub review_order_enter: String,
+    /// Instructions for the order summary.
+    pub summary: String,
+    /// What the caller hears when the model is unreachable.
+    pub apology: String,
+}
+
+macro_rules! embedded {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../../prompts/", $name, ".md")))
+    };
+}
+
+const EMBEDDED: [(&str, &str); 10] = [
+    embedded!("order_taker"),
+    embedded!("greeting"),
+    embedded!("collect_order_item"),
+    embedded!("collect_order_item_enter"),
+    embedded!("collect_payment"),
+    embedded!("collect_payment_enter"),
+    embedded!("review_order"),
+    embedded!("review_order_enter"),
+    embedded!("summary"),
+    embedded!("apology"),
+];
+
+impl Default for Prompts {
+    /// The prompts compiled into the binary.
+    fn default() -> Self {
+        Self::build(|name| {
+            EMBEDDED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| text.to_string())
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl Prompts {
+    /// The embedded prompts, each replaced by `DIR/NAME.md` where that file exists.
+    pub fn load(dir: &Path) -> Result<Self, PromptError> {
+        let mut texts = Vec::new();
+        for (name, embedded) in EMBEDDED {
+            let path = dir.join(format!("{name}.md"));
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => embedded.to_string(),
+                Err(source) => return Err(PromptError { path, source }),
+            };
+            texts.push((name, text));
+        }
+        Ok(Self::build(|name| {
+            texts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| text.clone())
+                .unwrap_or_default()
+        }))
+    }
+
+    fn build(get: impl Fn(&str) -> String) -> Self {
+        let get = |name: &str| get(name).trim().to_string();
+        Prompts {
+            order_taker: get("order_taker"),
+            greeting: get("greeting"),
+            collect_order_item: get("collect_order_item"),
+            collect_order_item_enter: get("collect_order_item_enter"),
+            collect_payment: get("collect_payment"),
+            collect_payment_enter: get("collect_payment_enter"),
+            review_order: get("review_order"),
+            review_order_enter: get("review_order_enter"),
+            summary: get("summary"),
+            apology: get("apology"),
+        }
+    }
+}
+
+/// Replaces each `{key}` in `template` with its value.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut text = template.to_string();
+    for (key, value) in values {
+        text = text.replace(&format!("{{{key}}}"), value);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_prompts_are_all_present() {
+        let prompts = Prompts::default();
+        assert!(prompts.order_taker.contains("take_order"));
+        assert!(prompts.collect_payment.contains("{subtotal}"));
+        assert!(!prompts.apology.is_empty());
+    }
+
+    #[test]
+    fn a_directory_overrides_only_the_files_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("greeting.md"), "Say ciao.").unwrap();
+        let prompts = Prompts::load(dir.path()).unwrap();
+        assert_eq!(prompts.greeting, "Say ciao.");
+        assert_eq!(prompts.summary, Prompts::default().summary);
+    }
+
+    #[test]
+    fn fill_replaces_placeholders() {
+        assert_eq!(
+            fill("Total {total}.", &[("total", "$3.00")]),
+            "Total $3.00."
+        );
+    }
+}

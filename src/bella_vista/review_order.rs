@@ -1,0 +1,75 @@
+//! `ReviewOrder`: the read-back, and `confirm_order`, which stores the order exactly once.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::collect_payment::add_item_tool;
+use super::order::Order;
+use super::order_flow::OrderFlow;
+use super::prompts::fill;
+use super::store::StoredOrder;
+use crate::agent::{AgentTask, NoArgs, OnEnter, Tool, ToolContext, ToolError};
+
+/// Builds the read-back task for `order` (None if payment is somehow missing).
+pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<StoredOrder> {
+    let restaurant = flow.restaurant();
+    let read_back = order
+        .as_ref()
+        .map(Order::read_back)
+        .unwrap_or_else(|| "The payment details are missing.".into());
+    let values = [("read_back", read_back.as_str())];
+    let instructions = fill(&restaurant.prompts.review_order, &values);
+    let enter = fill(&restaurant.prompts.review_order_enter, &values);
+    AgentTask::new("ReviewOrder", instructions)
+        .on_enter(OnEnter::Reply(enter))
+        .with_tool(ConfirmOrder {
+            flow: flow.clone(),
+            order,
+        })
+        .with_tool(add_item_tool(flow))
+}
+
+/// `confirm_order()`: the caller's final yes. Writes the order (durably) before telling
+/// the model its number; a repeated call returns the same order, never a second row.
+struct ConfirmOrder {
+    flow: Arc<OrderFlow>,
+    order: Option<Order>,
+}
+
+impl Tool<StoredOrder> for ConfirmOrder {
+    type Args = NoArgs;
+
+    fn name(&self) -> &str {
+        "confirm_order"
+    }
+
+    fn description(&self) -> String {
+        "Place the order, only after the caller clearly confirmed the read-back.".into()
+    }
+
+    fn hidden_on_enter(&self) -> bool {
+        true
+    }
+
+    fn call(
+        &self,
+        ctx: &mut ToolContext<'_, StoredOrder>,
+        _: NoArgs,
+    ) -> impl Future<Output = Result<String, ToolError>> + Send {
+        let order = self.order.clone();
+        let store = self.flow.restaurant().store.clone();
+        let key = self.flow.idempotency_key().to_string();
+        async move {
+            let order = order.ok_or_else(|| {
+                ToolError::Rejected("the order has no payment details yet".into())
+            })?;
+            let stored = tokio::task::spawn_blocking(move || store.confirm(&key, &order, None))
+                .await
+                .map_err(|e| ToolError::Failed(format!("storing the order stopped: {e}")))?
+                .map_err(|e| ToolError::Failed(format!("could not store the order: {e}")))?;
+            let id = stored.id();
+            ctx.complete(stored);
+            Ok(format!("Order number {id} is confirmed and saved."))
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Bella Vista: a voice agent that takes restaurant orders, built on a small agents
+//! framework in the spirit of LiveKit Agents.
+//!
+//! Layers, with data flowing one way: [`llm`] (chat context, tools on the wire, model
+//! adapters) <- [`agent`] (agents, tasks, task groups, the session engine) <-
+//! [`bella_vista`] (the menu, the order flow, the order store) and [`io`] (where text and
+//! audio come from and go to).
+
+pub mod agent;
+pub mod bella_vista;
+pub mod config;
+pub mod io;
+pub mod llm;

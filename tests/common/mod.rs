@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+//! Shared test harness: each test binary uses the parts it needs.
+
+pub mod bella;
