@@ -17,7 +17,7 @@
 //!     .on_enter(OnEnter::Reply("Greet the caller.".into()))
 //!     .with_tool(tool_fn("hours", "Opening hours.", |_ctx, _: NoArgs| Ok("12-22".into())));
 //! let (mut session, greeting) = TestSession::start(agent, llm.clone()).await;
-//! greeting.expect().next_message();
+//! assert_eq!(greeting.messages(), vec!["Hi! What can I do for you?"]);
 //! let result = session.run("When are you open?").await;
 //! let mut expect = result.expect();
 //! expect.next_function_call("hours");

@@ -127,7 +127,7 @@ pub fn confirm_and_announce(order_number: i64) -> Vec<Step> {
             .expect(move |request| {
                 last_tool_output_contains(request, &format!("order number {order_number}"))
             })
-            .text(&format!("Your order number is {order_number}. Thank you!")),
+            .text(format!("Your order number is {order_number}. Thank you!")),
     ]
 }
 

@@ -2,3 +2,4 @@
 //! Shared test harness: each test binary uses the parts it needs.
 
 pub mod bella;
+pub mod openai_server;
