@@ -1,1 +1,277 @@
-//! config
+//! Typed settings: `config/default.toml` (built in, or the file given), then environment
+//! variables, then command-line flags, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::agent::SessionOptions;
+use crate::bella_vista::order::OrderLimits;
+use crate::llm::openai::OpenAiSettings;
+
+/// The built-in defaults (the repository's `config/default.toml`).
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why the settings could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config {origin}: {message}")]
+    Syntax {
+        /// The file, or "built-in defaults".
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Neither an API key nor a server address is set.
+    #[error(
+        "no model server configured: set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL \
+         (for another OpenAI-compatible server)"
+    )]
+    NoProvider,
+}
+
+/// Model settings as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Model name.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Connection time-out in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// First-token time-out in milliseconds.
+    pub first_token_timeout_ms: u64,
+    /// Time-out between tokens in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Retries before anything was streamed.
+    pub max_retries: u32,
+    /// First retry pause in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// Longest retry pause in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Server address (from `OPENAI_BASE_URL`; may also be written here).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// API key (from `OPENAI_API_KEY` only; never written in the file).
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+/// Conversation engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Most tool round trips per reply.
+    pub max_tool_steps: usize,
+}
+
+/// File locations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// The menu file.
+    pub menu: PathBuf,
+    /// Directory of prompt overrides.
+    pub prompts: PathBuf,
+    /// The order database.
+    #[serde(default)]
+    pub orders_db: Option<PathBuf>,
+}
+
+/// All settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The model.
+    pub llm: LlmConfig,
+    /// The conversation engine.
+    pub session: SessionConfig,
+    /// Order rules.
+    pub order: OrderLimits,
+    /// Files.
+    pub paths: PathsConfig,
+}
+
+/// Values from the environment that override the file (read by the binary; tests pass
+/// their own).
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    /// `OPENAI_API_KEY`.
+    pub api_key: Option<String>,
+    /// `OPENAI_BASE_URL`.
+    pub base_url: Option<String>,
+    /// `BELLA_VISTA_MODEL`.
+    pub model: Option<String>,
+    /// `BELLA_VISTA_ORDERS_DB`.
+    pub orders_db: Option<PathBuf>,
+    /// `XDG_DATA_HOME`.
+    pub xdg_data_home: Option<PathBuf>,
+    /// `HOME`.
+    pub home: Option<PathBuf>,
+}
+
+impl EnvOverrides {
+    /// Reads the variables from this process's environment; empty values count as unset.
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        EnvOverrides {
+            api_key: var("OPENAI_API_KEY"),
+            base_url: var("OPENAI_BASE_URL"),
+            model: var("BELLA_VISTA_MODEL"),
+            orders_db: var("BELLA_VISTA_ORDERS_DB").map(PathBuf::from),
+            xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
+            home: var("HOME").map(PathBuf::from),
+        }
+    }
+}
+
+impl Config {
+    /// The built-in defaults.
+    pub fn builtin() -> Result<Self, ConfigError> {
+        Self::parse(DEFAULT_TOML, "built-in defaults")
+    }
+
+    /// Reads `path`, or the built-in defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::builtin(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Applies environment overrides.
+    pub fn apply_env(&mut self, env: &EnvOverrides) {
+        if env.api_key.is_some() {
+            self.llm.api_key = env.api_key.clone();
+        }
+        if env.base_url.is_some() {
+            self.llm.base_url = env.base_url.clone();
+        }
+        if let Some(model) = &env.model {
+            self.llm.model = model.clone();
+        }
+        if env.orders_db.is_some() {
+            self.paths.orders_db = env.orders_db.clone();
+        }
+        if self.paths.orders_db.is_none() {
+            self.paths.orders_db = Some(default_orders_db(env));
+        }
+    }
+
+    /// The model settings; an error when neither a key nor a server address is set.
+    pub fn openai_settings(&self) -> Result<OpenAiSettings, ConfigError> {
+        if self.llm.api_key.is_none() && self.llm.base_url.is_none() {
+            return Err(ConfigError::NoProvider);
+        }
+        let ms = Duration::from_millis;
+        Ok(OpenAiSettings {
+            base_url: self.llm.base_url.clone(),
+            api_key: self.llm.api_key.clone(),
+            model: self.llm.model.clone(),
+            temperature: self.llm.temperature,
+            connect_timeout: ms(self.llm.connect_timeout_ms),
+            first_token_timeout: ms(self.llm.first_token_timeout_ms),
+            idle_timeout: ms(self.llm.idle_timeout_ms),
+            max_retries: self.llm.max_retries,
+            initial_backoff: ms(self.llm.initial_backoff_ms),
+            max_backoff: ms(self.llm.max_backoff_ms),
+        })
+    }
+
+    /// The engine settings, with the apology and summary prompts given.
+    pub fn session_options(&self, apology: &str, summary_instructions: &str) -> SessionOptions {
+        SessionOptions {
+            max_tool_steps: self.session.max_tool_steps,
+            apology: apology.to_string(),
+            summary_instructions: summary_instructions.to_string(),
+        }
+    }
+
+    /// Where orders are stored.
+    pub fn orders_db(&self) -> PathBuf {
+        self.paths
+            .orders_db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("orders.db"))
+    }
+}
+
+/// `$XDG_DATA_HOME/bella-vista/orders.db`, else `~/.local/share/bella-vista/orders.db`,
+/// else `./orders.db`.
+pub fn default_orders_db(env: &EnvOverrides) -> PathBuf {
+    if let Some(data) = &env.xdg_data_home {
+        return data.join("bella-vista").join("orders.db");
+    }
+    if let Some(home) = &env.home {
+        return home
+            .join(".local")
+            .join("share")
+            .join("bella-vista")
+            .join("orders.db");
+    }
+    PathBuf::from("orders.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_defaults_parse() {
+        let config = Config::builtin().unwrap();
+        assert_eq!(config.llm.model, "gpt-4o-mini");
+        assert_eq!(config.order.max_quantity, 20);
+        assert!(config.openai_settings().is_err(), "no key and no url");
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let mut config = Config::builtin().unwrap();
+        config.apply_env(&EnvOverrides {
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            model: Some("local".into()),
+            home: Some("/home/x".into()),
+            ..EnvOverrides::default()
+        });
+        let settings = config.openai_settings().unwrap();
+        assert_eq!(settings.model, "local");
+        assert_eq!(settings.first_token_timeout, Duration::from_secs(20));
+        assert_eq!(
+            config.orders_db(),
+            PathBuf::from("/home/x/.local/share/bella-vista/orders.db")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = DEFAULT_TOML.replace("[session]", "[session]\ntypo = 1");
+        assert!(matches!(
+            Config::parse(&text, "test"),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+}

@@ -1,1 +1,169 @@
-fn main() {}
+//! The `bella-vista` binary: the command line, settings, logging, and the modes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bella_vista::agent::AgentSession;
+use bella_vista::bella_vista::menu::Menu;
+use bella_vista::bella_vista::prompts::Prompts;
+use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::bella_vista::{Restaurant, order_taker};
+use bella_vista::config::{Config, ConfigError, EnvOverrides};
+use bella_vista::io::console::{self, ConsoleRenderer};
+use bella_vista::llm::openai::OpenAiLlm;
+use clap::{Parser, Subcommand};
+
+/// Bella Vista: the voice agent that takes restaurant orders.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Settings file (default: the built-in config/default.toml).
+    #[arg(long, global = true, env = "BELLA_VISTA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Order database (default: $XDG_DATA_HOME/bella-vista/orders.db or
+    /// ~/.local/share/bella-vista/orders.db, else ./orders.db).
+    #[arg(long, global = true)]
+    orders_db: Option<PathBuf>,
+    /// Model name at the OpenAI-compatible server (overrides config and BELLA_VISTA_MODEL).
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// Menu file (overrides paths.menu).
+    #[arg(long, global = true)]
+    menu: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A text conversation in the terminal (one caller turn per line when piped).
+    Console,
+    /// The stored orders.
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrdersCommand {
+    /// List stored orders.
+    List {
+        /// Print a JSON array (for other programs).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let usage = error
+                .downcast_ref::<ConfigError>()
+                .is_some_and(|e| matches!(e, ConfigError::NoProvider));
+            eprintln!("error: {error:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    config.apply_env(&EnvOverrides::from_process());
+    if let Some(model) = cli.model {
+        config.llm.model = model;
+    }
+    if let Some(path) = cli.orders_db {
+        config.paths.orders_db = Some(path);
+    }
+    if let Some(path) = cli.menu {
+        config.paths.menu = path;
+    }
+    match cli.command {
+        Command::Console => run_console(&config),
+        Command::Orders {
+            command: OrdersCommand::List { json },
+        } => list_orders(&config, json),
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<OrderStore> {
+    let path = config.orders_db();
+    OrderStore::open(&path).with_context(|| format!("opening the order store {}", path.display()))
+}
+
+fn restaurant(config: &Config) -> anyhow::Result<Arc<Restaurant>> {
+    let menu = Menu::load(&config.paths.menu)?;
+    let prompts = Prompts::load(&config.paths.prompts)?;
+    Ok(Arc::new(Restaurant {
+        menu,
+        limits: config.order,
+        prompts,
+        store: open_store(config)?,
+    }))
+}
+
+fn run_console(config: &Config) -> anyhow::Result<()> {
+    let settings = config.openai_settings()?;
+    let restaurant = restaurant(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let llm = OpenAiLlm::new(settings)?;
+        let options = config.session_options(
+            &restaurant.prompts.apology,
+            &restaurant.prompts.summary,
+        );
+        let session = AgentSession::new(llm)
+            .options(options)
+            .start(order_taker(restaurant));
+        let interactive = std::io::stdin().is_terminal();
+        let styled = std::io::stdout().is_terminal();
+        let mut renderer = ConsoleRenderer::new(std::io::stdout(), styled);
+        console::run(session, tokio::io::stdin(), &mut renderer, interactive).await?;
+        Ok(())
+    })
+}
+
+fn list_orders(config: &Config, json: bool) -> anyhow::Result<()> {
+    let orders = open_store(config)?.list()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&orders)?);
+        return Ok(());
+    }
+    if orders.is_empty() {
+        println!("No orders yet.");
+    }
+    for order in &orders {
+        println!(
+            "#{} {} {} {}",
+            order.id(),
+            order.created_at(),
+            order.total(),
+            order.order().payment.method
+        );
+        for item in &order.order().items {
+            let mods = if item.modifications.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", item.modifications.join(", "))
+            };
+            println!("    {} x {}{mods}", item.quantity, item.name);
+        }
+    }
+    Ok(())
+}

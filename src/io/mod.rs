@@ -1,1 +1,4 @@
-//! io
+//! Where the conversation comes from and goes to. Today: the text console; the voice
+//! layer adds the microphone and speaker, WAV files and LiveKit rooms.
+
+pub mod console;
