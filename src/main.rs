@@ -124,10 +124,8 @@ fn run_console(config: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let llm = OpenAiLlm::new(settings)?;
-        let options = config.session_options(
-            &restaurant.prompts.apology,
-            &restaurant.prompts.summary,
-        );
+        let options =
+            config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
         let session = AgentSession::new(llm)
             .options(options)
             .start(order_taker(restaurant));

@@ -15,7 +15,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_bella-vista");
 fn say(server: &FakeOpenAi, text: &str) {
     let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
     let pieces: Vec<&str> = words.iter().map(String::as_str).collect();
-    server.push(Endpoint::ChatCompletions, Response::Stream(text_chunks(&pieces)));
+    server.push(
+        Endpoint::ChatCompletions,
+        Response::Stream(text_chunks(&pieces)),
+    );
 }
 
 fn call(server: &FakeOpenAi, name: &str, arguments: &str) {
@@ -48,7 +51,11 @@ async fn a_piped_console_call_places_an_order_that_orders_list_prints() {
         r#"{"name": "Tiramisu", "quantity": 2, "modifications": ["extra cocoa"], "more_items": false}"#,
     );
     say(&server, "That's $20.00. Card, cash or mobile?");
-    call(&server, "confirm_payment", r#"{"method": "cash", "tip_percentage": 15}"#);
+    call(
+        &server,
+        "confirm_payment",
+        r#"{"method": "cash", "tip_percentage": 15}"#,
+    );
     say(&server, "Two tiramisu, $23.00 in cash. Shall I place it?");
     call(&server, "confirm_order", "{}");
     say(&server, "Two tiramisu, cash, confirmed.");
@@ -65,18 +72,30 @@ async fn a_piped_console_call_places_an_order_that_orders_list_prints() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin
-        .write_all(b"I'd like to order\ntwo tiramisu with extra cocoa\ncash, 15 percent\nyes please\n")
+        .write_all(
+            b"I'd like to order\ntwo tiramisu with extra cocoa\ncash, 15 percent\nyes please\n",
+        )
         .await
         .unwrap();
     drop(stdin);
     let output = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.starts_with("[OrderTaker]\nagent> Welcome to Bella Vista!"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("[OrderTaker]\nagent> Welcome to Bella Vista!"),
+        "{stdout}"
+    );
     assert!(stdout.contains("[CollectOrderItem · item_1]"), "{stdout}");
     assert!(stdout.contains("  -> confirm_item("), "{stdout}");
     assert!(stdout.contains("[CollectPayment · payment]"), "{stdout}");
-    assert!(stdout.contains("agent> Your order number is 1. Grazie!"), "{stdout}");
+    assert!(
+        stdout.contains("agent> Your order number is 1. Grazie!"),
+        "{stdout}"
+    );
     assert_eq!(server.chat_requests().len(), 10);
 
     let listed = command(&server, &db)

@@ -39,7 +39,10 @@ async fn session(server: &FakeOpenAi) -> TestSession {
 }
 
 fn ok(server: &FakeOpenAi, text: &str) {
-    server.push(Endpoint::ChatCompletions, Response::Stream(text_chunks(&[text])));
+    server.push(
+        Endpoint::ChatCompletions,
+        Response::Stream(text_chunks(&[text])),
+    );
 }
 
 fn fail(server: &FakeOpenAi, response: Response, times: usize) {
@@ -84,15 +87,20 @@ async fn a_provider_that_stays_down_gets_an_apology_and_the_session_goes_on() {
     let mut session = session(&server).await;
     let result = session.run("Where are you?").await;
     assert_eq!(result.messages(), vec![APOLOGY]);
-    assert!(result
-        .events()
-        .iter()
-        .any(|e| matches!(e, SessionEvent::ReplyFailed { error } if error.contains("503"))));
+    assert!(
+        result
+            .events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::ReplyFailed { error } if error.contains("503")))
+    );
     let result = session.run("Where are you located?").await;
     assert_eq!(result.messages(), vec!["We are at 12 Via Roma."]);
     let last = server.chat_requests().pop().unwrap();
     let text = last.to_string();
-    assert!(text.contains(APOLOGY), "the apology is part of the conversation: {text}");
+    assert!(
+        text.contains(APOLOGY),
+        "the apology is part of the conversation: {text}"
+    );
 }
 
 #[tokio::test]
@@ -103,5 +111,9 @@ async fn a_provider_that_keeps_hanging_gets_an_apology_within_the_time_limits() 
     let started = std::time::Instant::now();
     let result = session.run("Hello?").await;
     assert_eq!(result.messages(), vec![APOLOGY]);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -74,9 +74,10 @@ impl<W: Write> ConsoleRenderer<W> {
                 let mark = if *is_error { "error" } else { "ok" };
                 self.quiet(&format!("     {mark}: {output}"))
             }
-            SessionEvent::Regressed { from, targets } => {
-                self.quiet(&format!("  <- back to {} (from {from})", targets.join(", ")))
-            }
+            SessionEvent::Regressed { from, targets } => self.quiet(&format!(
+                "  <- back to {} (from {from})",
+                targets.join(", ")
+            )),
             SessionEvent::DependentInvalidated {
                 task_id,
                 because_of,
