@@ -46,8 +46,11 @@ fn consent_task() -> AgentTask<Option<bool>> {
         ))
 }
 
+/// What the parent saw each task return.
+type Seen = Arc<Mutex<Vec<Result<Option<bool>, TaskError>>>>;
+
 struct AskConsent {
-    seen: Arc<Mutex<Vec<Result<Option<bool>, TaskError>>>>,
+    seen: Seen,
 }
 
 impl Tool<Infallible> for AskConsent {
@@ -73,7 +76,7 @@ impl Tool<Infallible> for AskConsent {
     }
 }
 
-fn parent(seen: Arc<Mutex<Vec<Result<Option<bool>, TaskError>>>>) -> Agent {
+fn parent(seen: Seen) -> Agent {
     Agent::new("Support", "You help callers.")
         .with_tool(AskConsent { seen })
         .with_tool(tool_fn(
