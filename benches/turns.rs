@@ -1,1 +1,1080 @@
-fn main() {}
+//! The turn benchmark: the framework's own time per caller turn and its memory per call.
+//!
+//! A scripted Bella Vista order of exactly 20 caller turns (menu questions, three items, a
+//! bad-input error and recovery, a change of item 1 during payment, a refused payment
+//! method, the read-back, the confirmation, small talk) runs against the real order taker
+//! with an instant model (`ScriptedLlm`), so every microsecond measured is the
+//! framework's: the session engine, tasks, task groups, tools, the order store.
+//!
+//! ```text
+//! cargo bench --bench turns              # 200 conversations per configuration
+//! cargo bench --bench turns -- --quick   # 20 conversations per configuration
+//! ```
+//!
+//! Prints a table and writes every figure, with the machine and the commit, to
+//! `target/bench-turns.json`. Every conversation is verified (each scripted request was
+//! made and matched its checks, each turn made the expected number of model requests,
+//! the order was stored with the expected number and total), so a broken conversation
+//! fails the benchmark instead of being measured.
+//!
+//! Memory: the crate forbids `unsafe` code (`[lints.rust] unsafe_code = "forbid"` in
+//! Cargo.toml, which covers benches too), so a counting `#[global_allocator]` cannot be
+//! written here. Memory is measured from the resident set instead, in a child process
+//! with a compact glibc malloc (one arena, trimmed on every free) so that RSS follows the
+//! heap: peaks come from `VmHWM` after resetting it through `/proc/self/clear_refs`.
+//! The figures have page (4 KiB) granularity; see `benches/README.md`.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bella_vista::agent::testing::TestSession;
+use bella_vista::bella_vista::menu::Menu;
+use bella_vista::bella_vista::order::OrderLimits;
+use bella_vista::bella_vista::prompts::Prompts;
+use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::bella_vista::{Restaurant, order_taker};
+use bella_vista::llm::scripted::{ScriptedLlm, Step};
+use bella_vista::llm::{ChatItem, ChatRequest, Llm, LlmStream};
+use serde_json::{Value, json};
+
+/// Caller turns in the scripted order.
+const CALLER_TURNS: usize = 20;
+/// Conversations per timing configuration, full run and `--quick`.
+const CONVERSATIONS: (usize, usize) = (200, 20);
+/// Unmeasured conversations before each timing configuration.
+const WARMUP: usize = 5;
+/// Sessions held open at once for the per-session memory figure.
+const CONCURRENT_SESSIONS: usize = 100;
+/// Caller turns each concurrent session is driven through before it is held: the
+/// caller has just changed item 1 during payment and payment was re-entered.
+const HELD_AFTER_TURNS: usize = 12;
+/// Malloc settings of the memory child: one arena, memory returned on every free.
+const COMPACT_MALLOC: &str =
+    "glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--memory-child") {
+        println!("{}", memory_child(quick));
+        return;
+    }
+    run_benchmark(quick);
+}
+
+// ---------------------------------------------------------------------------------------
+// The scripted call
+// ---------------------------------------------------------------------------------------
+
+/// One caller turn: what the caller says, and the model's answers until the agent
+/// listens again (one answer per model request).
+struct Turn {
+    says: &'static str,
+    answers: Vec<Step>,
+}
+
+/// The whole call: the answers to the greeting, then the caller turns.
+struct Script {
+    greeting: Vec<Step>,
+    turns: Vec<Turn>,
+}
+
+/// The scripted order. `order_number` is the id the store will give this order.
+///
+/// The order ends as Caesar Salad ($10) + Grilled Salmon ($28) + Tiramisu ($10) = $48.00,
+/// card with a 15% tip: $55.20.
+fn script(order_number: i64) -> Script {
+    let turns = vec![
+        turn(
+            "Hi! What appetizers do you have?",
+            vec![
+                menu_lookup("appetizers"),
+                say("Bruschetta, Caesar salad and calamari."),
+            ],
+        ),
+        turn(
+            "And the mains?",
+            vec![
+                menu_lookup("mains"),
+                say("Salmon, ribeye, pasta primavera and pizza."),
+            ],
+        ),
+        turn(
+            "Are you open on Sundays?",
+            vec![say("Yes, every day from noon to ten.")],
+        ),
+        turn(
+            "Great, I'd like to order",
+            vec![
+                Step::reply()
+                    .expect_tool("take_order")
+                    .call("take_order", json!({})),
+                item_enters("What would you like first?"),
+            ],
+        ),
+        turn(
+            "What comes on the bruschetta?",
+            vec![
+                menu_lookup("appetizers"),
+                say("Tomatoes, garlic, basil and olive oil."),
+            ],
+        ),
+        turn(
+            "Two bruschetta, no garlic, and something else",
+            vec![
+                confirm_item("Bruschetta", 2, &["no garlic"], true),
+                item_enters("And the next item?"),
+            ],
+        ),
+        turn(
+            "The salmon steak",
+            vec![
+                bad_item_calls(),
+                Step::reply()
+                    .expect(|r| last_tool_output_contains(r, "no tool named"))
+                    .text("Sorry, which dish was that?"),
+            ],
+        ),
+        turn(
+            "The grilled salmon, sauce on the side, and one more thing",
+            vec![
+                confirm_item("Grilled Salmon", 1, &["sauce on the side"], true),
+                item_enters("What else?"),
+            ],
+        ),
+        turn(
+            "Which desserts do you have?",
+            vec![
+                menu_lookup("desserts"),
+                say("Tiramisu, cheesecake and panna cotta."),
+            ],
+        ),
+        turn(
+            "A tiramisu, that's all",
+            vec![
+                confirm_item("Tiramisu", 1, &[], false),
+                payment_enters("$62.00"),
+            ],
+        ),
+        turn(
+            "Actually, change my first item",
+            vec![
+                regress_to_item_1(),
+                item_enters("Sure, what instead of the bruschetta?"),
+            ],
+        ),
+        turn(
+            "A Caesar salad instead, dressing on the side",
+            vec![
+                confirm_item("Caesar Salad", 1, &["dressing on the side"], false),
+                payment_enters("$48.00"),
+            ],
+        ),
+        turn(
+            "Bitcoin, with a 15 percent tip",
+            vec![
+                Step::reply().call(
+                    "confirm_payment",
+                    json!({"method": "bitcoin", "tip_percentage": 15}),
+                ),
+                Step::reply()
+                    .expect(|r| last_tool_output_contains(r, "not a payment method"))
+                    .text("Sorry, we take card, cash or mobile."),
+            ],
+        ),
+        turn(
+            "Card then, 15 percent",
+            vec![
+                confirm_payment("card", 15.0),
+                review_enters("Total: $55.20"),
+            ],
+        ),
+        turn(
+            "Could you repeat the total?",
+            vec![say("The total is $55.20.")],
+        ),
+        turn("Yes, place it", confirm_and_announce(order_number)),
+        turn("How long will it take?", vec![say("About thirty minutes.")]),
+        turn(
+            "Do you have parking?",
+            vec![say("Yes, right behind the restaurant.")],
+        ),
+        turn(
+            "Is the tiramisu homemade?",
+            vec![say("Made fresh every morning.")],
+        ),
+        turn(
+            "Thanks, bye!",
+            vec![say("Thank you for calling Bella Vista. Goodbye!")],
+        ),
+    ];
+    assert_eq!(turns.len(), CALLER_TURNS, "the script has 20 caller turns");
+    Script {
+        greeting: vec![say("Welcome to Bella Vista! What can I get you?")],
+        turns,
+    }
+}
+
+fn turn(says: &'static str, answers: Vec<Step>) -> Turn {
+    Turn { says, answers }
+}
+
+/// A plain text reply.
+fn say(text: &str) -> Step {
+    Step::reply().text(text)
+}
+
+/// The model looks up a menu category.
+fn menu_lookup(category: &str) -> Step {
+    Step::reply()
+        .expect_tool("check_menu")
+        .call("check_menu", json!({ "category": category }))
+}
+
+/// An item task entering: it asks, with `confirm_item` and `out_of_scope` withheld.
+fn item_enters(question: &str) -> Step {
+    Step::reply()
+        .expect_no_tool("confirm_item")
+        .expect_no_tool("out_of_scope")
+        .text(question)
+}
+
+/// The model confirms an item.
+fn confirm_item(name: &str, quantity: i64, modifications: &[&str], more_items: bool) -> Step {
+    Step::reply().call(
+        "confirm_item",
+        json!({"name": name, "quantity": quantity, "modifications": modifications,
+               "more_items": more_items}),
+    )
+}
+
+/// Bad input from the model in one reply: an unknown dish, a zero quantity, malformed
+/// JSON and an unknown tool; each becomes a tool error the model reads.
+fn bad_item_calls() -> Step {
+    Step::reply()
+        .call(
+            "confirm_item",
+            json!({"name": "salmon steak", "quantity": 1, "modifications": [], "more_items": true}),
+        )
+        .call(
+            "confirm_item",
+            json!({"name": "Grilled Salmon", "quantity": 0, "modifications": [], "more_items": true}),
+        )
+        .call_raw("confirm_item", "{\"name\": \"Grilled Salmon\", \"quantity\": ")
+        .call("order_pizza", json!({}))
+}
+
+/// During payment the caller changes item 1: `out_of_scope` offers the three items.
+fn regress_to_item_1() -> Step {
+    Step::reply()
+        .expect(|r| match regression_choices(r) {
+            Some(ids) if ids == ["item_1", "item_2", "item_3"] => Ok(()),
+            other => Err(format!("regression choices {other:?}")),
+        })
+        .call("out_of_scope", json!({"task_ids": ["item_1"]}))
+}
+
+/// The payment task entering; checks the subtotal in its instructions.
+fn payment_enters(subtotal: &'static str) -> Step {
+    Step::reply()
+        .expect_no_tool("confirm_payment")
+        .expect_instructions(subtotal)
+        .text("How would you like to pay?")
+}
+
+/// The model confirms payment.
+fn confirm_payment(method: &str, tip: f64) -> Step {
+    Step::reply().call(
+        "confirm_payment",
+        json!({"method": method, "tip_percentage": tip}),
+    )
+}
+
+/// The read-back entering; checks the total in its instructions.
+fn review_enters(total: &'static str) -> Step {
+    Step::reply()
+        .expect_no_tool("confirm_order")
+        .expect_instructions(total)
+        .text("Shall I place the order?")
+}
+
+/// The caller's yes, the task group's summary, and the order taker announcing the
+/// number the store gave the order.
+fn confirm_and_announce(order_number: i64) -> Vec<Step> {
+    vec![
+        Step::reply()
+            .expect_tool("confirm_order")
+            .call("confirm_order", json!({})),
+        Step::summary("The caller ordered and confirmed."),
+        Step::reply()
+            .expect(move |r| last_tool_output_contains(r, &format!("order number {order_number}")))
+            .text(format!("Your order number is {order_number}. Thank you!")),
+    ]
+}
+
+/// Whether the last tool output in the request contains `text`.
+fn last_tool_output_contains(request: &ChatRequest, text: &str) -> Result<(), String> {
+    let last = request.items.iter().rev().find_map(|item| match item {
+        ChatItem::FunctionOutput { output, .. } => Some(output.as_str()),
+        _ => None,
+    });
+    match last {
+        Some(output) if output.contains(text) => Ok(()),
+        other => Err(format!("last tool output {other:?} lacks {text:?}")),
+    }
+}
+
+/// The enum of `out_of_scope`'s `task_ids`, if offered.
+fn regression_choices(request: &ChatRequest) -> Option<Vec<String>> {
+    let tool = request.tools.iter().find(|t| t.name == "out_of_scope")?;
+    let values = tool.parameters["properties"]["task_ids"]["items"]["enum"].clone();
+    serde_json::from_value(values).ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// The instant model
+// ---------------------------------------------------------------------------------------
+
+/// Which test double answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    /// The plain `ScriptedLlm`: it keeps a copy of every request it received.
+    Recording,
+    /// The same steps and checks, one `ScriptedLlm` per request, keeping nothing: memory
+    /// figures then show the framework rather than the double's request log.
+    Forgetful,
+}
+
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Model::Recording => "ScriptedLlm",
+            Model::Forgetful => "ScriptedLlm, requests not kept",
+        }
+    }
+}
+
+/// An instant model that answers from a script and counts the requests it gets.
+#[derive(Clone)]
+struct InstantLlm {
+    answers: Answers,
+    requests: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+enum Answers {
+    Recording(ScriptedLlm),
+    Forgetful(Arc<Forgetful>),
+}
+
+/// Steps answered one `ScriptedLlm` at a time; check failures are collected.
+struct Forgetful {
+    steps: Mutex<VecDeque<Step>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl InstantLlm {
+    fn new(model: Model, steps: Vec<Step>) -> Self {
+        let answers = match model {
+            Model::Recording => Answers::Recording(ScriptedLlm::new(steps)),
+            Model::Forgetful => Answers::Forgetful(Arc::new(Forgetful {
+                steps: Mutex::new(steps.into()),
+                failures: Mutex::default(),
+            })),
+        };
+        InstantLlm {
+            answers,
+            requests: Arc::default(),
+        }
+    }
+
+    /// Requests received so far.
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// `Ok` when every step was requested and every check passed.
+    fn verify(&self) -> Result<(), String> {
+        match &self.answers {
+            Answers::Recording(llm) => llm.verify(),
+            Answers::Forgetful(forgetful) => forgetful.verify(),
+        }
+    }
+}
+
+impl Llm for InstantLlm {
+    fn chat(&self, request: ChatRequest) -> LlmStream {
+        let index = self.requests.fetch_add(1, Ordering::SeqCst);
+        match &self.answers {
+            Answers::Recording(llm) => llm.chat(request),
+            Answers::Forgetful(forgetful) => forgetful.chat(index, request),
+        }
+    }
+}
+
+impl Forgetful {
+    fn chat(&self, index: usize, request: ChatRequest) -> LlmStream {
+        let step = lock(&self.steps).pop_front();
+        let one = ScriptedLlm::new(step);
+        let stream = one.chat(request);
+        if let Err(problem) = one.verify() {
+            lock(&self.failures).push(format!("request #{index}: {problem}"));
+        }
+        stream
+    }
+
+    fn verify(&self) -> Result<(), String> {
+        let mut problems = lock(&self.failures).clone();
+        let left = lock(&self.steps).len();
+        if left > 0 {
+            problems.push(format!("{left} scripted step(s) never requested"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------
+// Driving a call
+// ---------------------------------------------------------------------------------------
+
+/// Where confirmed orders go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// SQLite in memory: no disk, no fsync.
+    InMemory,
+    /// SQLite in a temp file, WAL with `synchronous=FULL`: one fsync'd commit per order.
+    File,
+}
+
+impl StoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::InMemory => "in-memory store",
+            StoreKind::File => "file store (fsync)",
+        }
+    }
+}
+
+/// The restaurant as configured in `config/`, and the temp folder of its database.
+struct Bella {
+    restaurant: Arc<Restaurant>,
+    _dir: Option<TempDir>,
+}
+
+impl Bella {
+    fn open(kind: StoreKind) -> Bella {
+        let (store, dir) = match kind {
+            StoreKind::InMemory => (OrderStore::open_in_memory().expect("store opens"), None),
+            StoreKind::File => {
+                let dir = TempDir::new();
+                let store = OrderStore::open(&dir.path.join("orders.db")).expect("store opens");
+                (store, Some(dir))
+            }
+        };
+        let menu_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/menu.toml");
+        let restaurant = Restaurant {
+            menu: Menu::load(&menu_path).expect("config/menu.toml loads"),
+            limits: OrderLimits::default(),
+            prompts: Prompts::default(),
+            store,
+        };
+        Bella {
+            restaurant: Arc::new(restaurant),
+            _dir: dir,
+        }
+    }
+
+    /// Checks that exactly `count` orders are stored, each for the scripted $55.20.
+    fn verify_orders(&self, count: usize) {
+        let orders = self.restaurant.store.list().expect("orders list");
+        assert_eq!(orders.len(), count, "one order stored per conversation");
+        for order in &orders {
+            assert_eq!(order.total().0, 5520, "order {} total", order.id());
+        }
+    }
+}
+
+/// A unique folder under the system temp dir, removed on drop.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let name = format!("bella-vista-bench-{}-{nanos}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A call in progress: the session, its model, and the caller turns still to come.
+struct Call {
+    session: TestSession,
+    llm: InstantLlm,
+    turns: Vec<(&'static str, usize)>,
+    next: usize,
+}
+
+impl Call {
+    /// Builds the scripted model for order `order_number` (not started yet).
+    fn script(model: Model, order_number: i64) -> (InstantLlm, Vec<(&'static str, usize)>) {
+        let Script { greeting, turns } = script(order_number);
+        let plan = turns.iter().map(|t| (t.says, t.answers.len())).collect();
+        let steps = greeting
+            .into_iter()
+            .chain(turns.into_iter().flat_map(|t| t.answers))
+            .collect();
+        (InstantLlm::new(model, steps), plan)
+    }
+
+    /// Answers the call: builds the order taker and runs until it listens.
+    async fn start(
+        restaurant: &Arc<Restaurant>,
+        llm: InstantLlm,
+        turns: Vec<(&'static str, usize)>,
+    ) -> Call {
+        let agent = order_taker(restaurant.clone());
+        let (session, _greeting) = TestSession::start(agent, llm.clone()).await;
+        Call {
+            session,
+            llm,
+            turns,
+            next: 0,
+        }
+    }
+
+    /// Sends the next caller turn; returns the time until the agent listened again.
+    async fn step(&mut self) -> Duration {
+        let (says, expected_requests) = self.turns[self.next];
+        let before = self.llm.requests();
+        let started = Instant::now();
+        let result = self.session.run(says).await;
+        let elapsed = started.elapsed();
+        drop(result);
+        let made = self.llm.requests() - before;
+        assert_eq!(
+            made,
+            expected_requests,
+            "turn {} ({says:?}) made {made} model requests, expected {expected_requests}; {:?}",
+            self.next + 1,
+            self.llm.verify()
+        );
+        self.next += 1;
+        elapsed
+    }
+
+    /// Checks that the script ran fully, then hangs up.
+    async fn finish(self) {
+        assert_eq!(self.next, self.turns.len(), "every caller turn was sent");
+        if let Err(problems) = self.llm.verify() {
+            panic!("the scripted conversation went wrong:\n{problems}");
+        }
+        self.session.hang_up().await;
+    }
+}
+
+/// The times of one full conversation.
+struct ConversationTimes {
+    start: Duration,
+    turns: Vec<Duration>,
+}
+
+/// Runs one whole, verified conversation for order `order_number`.
+async fn conversation(
+    restaurant: &Arc<Restaurant>,
+    model: Model,
+    order_number: i64,
+) -> ConversationTimes {
+    let (llm, plan) = Call::script(model, order_number);
+    let started = Instant::now();
+    let mut call = Call::start(restaurant, llm, plan).await;
+    let start = started.elapsed();
+    let mut turns = Vec::with_capacity(CALLER_TURNS);
+    for _ in 0..CALLER_TURNS {
+        turns.push(call.step().await);
+    }
+    call.finish().await;
+    ConversationTimes { start, turns }
+}
+
+// ---------------------------------------------------------------------------------------
+// Timing
+// ---------------------------------------------------------------------------------------
+
+/// Which tokio runtime drives the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuntimeKind {
+    CurrentThread,
+    MultiThread,
+}
+
+impl RuntimeKind {
+    fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::CurrentThread => "current_thread",
+            RuntimeKind::MultiThread => "multi_thread",
+        }
+    }
+
+    fn build(self) -> tokio::runtime::Runtime {
+        let mut builder = match self {
+            RuntimeKind::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            RuntimeKind::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder.enable_all().build().expect("tokio runtime")
+    }
+}
+
+/// All the times of one configuration.
+struct TimingRun {
+    runtime: RuntimeKind,
+    store: StoreKind,
+    conversations: usize,
+    /// Every turn of every conversation.
+    turns: Vec<Duration>,
+    /// Per caller turn (index 0 = turn 1), over all conversations.
+    by_turn: Vec<Vec<Duration>>,
+    /// Session start (agent built, greeting) per conversation.
+    starts: Vec<Duration>,
+}
+
+/// Runs `conversations` verified conversations (after a warm-up) one after another on
+/// a fresh runtime; the driver itself runs as a spawned task, as a server's would.
+fn time_configuration(runtime: RuntimeKind, store: StoreKind, conversations: usize) -> TimingRun {
+    let bella = Bella::open(store);
+    let restaurant = bella.restaurant.clone();
+    let rt = runtime.build();
+    let times = rt.block_on(async move {
+        let driver = tokio::spawn(async move {
+            let mut order_number = 0;
+            for _ in 0..WARMUP {
+                order_number += 1;
+                conversation(&restaurant, Model::Recording, order_number).await;
+            }
+            let mut times = Vec::with_capacity(conversations);
+            for _ in 0..conversations {
+                order_number += 1;
+                times.push(conversation(&restaurant, Model::Recording, order_number).await);
+            }
+            times
+        });
+        driver.await.expect("the benchmark task panicked")
+    });
+    drop(rt);
+    bella.verify_orders(WARMUP + conversations);
+    let mut by_turn = vec![Vec::with_capacity(conversations); CALLER_TURNS];
+    for conversation in &times {
+        for (i, t) in conversation.turns.iter().enumerate() {
+            by_turn[i].push(*t);
+        }
+    }
+    TimingRun {
+        runtime,
+        store,
+        conversations,
+        turns: times.iter().flat_map(|c| c.turns.iter().copied()).collect(),
+        by_turn,
+        starts: times.iter().map(|c| c.start).collect(),
+    }
+}
+
+/// Median, p90, p99, max and mean of a set of durations, in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    count: usize,
+    median: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+impl Stats {
+    fn of(durations: &[Duration]) -> Stats {
+        let mut us: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        us.sort_by(f64::total_cmp);
+        let mean = us.iter().sum::<f64>() / us.len().max(1) as f64;
+        Stats {
+            count: us.len(),
+            median: percentile(&us, 50.0),
+            p90: percentile(&us, 90.0),
+            p99: percentile(&us, 99.0),
+            max: us.last().copied().unwrap_or(0.0),
+            mean,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "count": self.count,
+            "median_us": round1(self.median),
+            "p90_us": round1(self.p90),
+            "p99_us": round1(self.p99),
+            "max_us": round1(self.max),
+            "mean_us": round1(self.mean),
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+impl TimingRun {
+    fn to_json(&self) -> Value {
+        json!({
+            "runtime": self.runtime.name(),
+            "store": self.store.name(),
+            "llm": Model::Recording.name(),
+            "conversations": self.conversations,
+            "warmup_conversations": WARMUP,
+            "per_turn": Stats::of(&self.turns).to_json(),
+            "session_start": Stats::of(&self.starts).to_json(),
+            "per_caller_turn_median_us": self.by_turn.iter()
+                .map(|t| round1(Stats::of(t).median)).collect::<Vec<_>>(),
+            "per_caller_turn_p99_us": self.by_turn.iter()
+                .map(|t| round1(Stats::of(t).p99)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory (in a child process)
+// ---------------------------------------------------------------------------------------
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the peak RSS (`VmHWM`) to the current RSS (Linux 4.0+).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Current and peak RSS in KiB.
+fn rss_now() -> u64 {
+    proc_status_kib("VmRSS:").expect("VmRSS in /proc/self/status")
+}
+
+fn rss_peak() -> u64 {
+    proc_status_kib("VmHWM:").expect("VmHWM in /proc/self/status")
+}
+
+/// Heap growth while `work` runs: peak minus the RSS before, in KiB, and the RSS
+/// retained after it, in KiB.
+async fn measure<F: Future<Output = T>, T>(work: F) -> (u64, i64, T) {
+    tokio::task::yield_now().await;
+    let base = rss_now();
+    assert!(
+        reset_peak_rss(),
+        "cannot reset VmHWM via /proc/self/clear_refs"
+    );
+    let output = work.await;
+    let peak = rss_peak().saturating_sub(base);
+    let retained = rss_now() as i64 - base as i64;
+    (peak, retained, output)
+}
+
+/// The memory figures of one model double.
+async fn memory_of(model: Model) -> Value {
+    // (a) One full conversation.
+    let bella = Bella::open(StoreKind::InMemory);
+    let (one_peak, one_retained, _) = measure(conversation(&bella.restaurant, model, 1)).await;
+    bella.verify_orders(1);
+    drop(bella);
+
+    // (b) Many calls held open mid-order at once; the scripts are built before the
+    // baseline so that only the sessions count.
+    let bella = Bella::open(StoreKind::InMemory);
+    let scripts: Vec<_> = (1..=CONCURRENT_SESSIONS as i64)
+        .map(|n| Call::script(model, n))
+        .collect();
+    let (peak, held, calls) = measure(async {
+        let mut calls = Vec::with_capacity(CONCURRENT_SESSIONS);
+        for (llm, plan) in scripts {
+            let mut call = Call::start(&bella.restaurant, llm, plan).await;
+            for _ in 0..HELD_AFTER_TURNS {
+                call.step().await;
+            }
+            calls.push(call);
+        }
+        calls
+    })
+    .await;
+    for mut call in calls {
+        for _ in HELD_AFTER_TURNS..CALLER_TURNS {
+            call.step().await;
+        }
+        call.finish().await;
+    }
+    bella.verify_orders(CONCURRENT_SESSIONS);
+    let n = CONCURRENT_SESSIONS as f64;
+    json!({
+        "llm": model.name(),
+        "one_conversation_peak_kib": one_peak,
+        "one_conversation_retained_kib": one_retained,
+        "concurrent_sessions": CONCURRENT_SESSIONS,
+        "held_after_caller_turns": HELD_AFTER_TURNS,
+        "concurrent_peak_kib": peak,
+        "concurrent_held_kib": held,
+        "per_session_peak_kib": round1(peak as f64 / n),
+        "per_session_held_kib": round1(held as f64 / n),
+    })
+}
+
+/// The memory child: warms up, measures both doubles, prints one JSON line.
+fn memory_child(_quick: bool) -> Value {
+    let rt = RuntimeKind::CurrentThread.build();
+    let figures = rt.block_on(async {
+        let bella = Bella::open(StoreKind::InMemory);
+        for n in 1..=2 {
+            conversation(&bella.restaurant, Model::Forgetful, n).await;
+            conversation(&bella.restaurant, Model::Recording, n + 2).await;
+        }
+        drop(bella);
+        let forgetful = memory_of(Model::Forgetful).await;
+        let recording = memory_of(Model::Recording).await;
+        json!([forgetful, recording])
+    });
+    json!({
+        "malloc": COMPACT_MALLOC,
+        "by_llm": figures,
+        "child_peak_rss_kib": rss_peak(),
+    })
+}
+
+/// Runs the memory child and reads its figures.
+fn measure_memory(quick: bool) -> Value {
+    let exe = std::env::current_exe().expect("own executable");
+    let mut child = Command::new(exe);
+    child
+        .arg("--memory-child")
+        .env("GLIBC_TUNABLES", COMPACT_MALLOC);
+    if quick {
+        child.arg("--quick");
+    }
+    let output = child.output().expect("memory child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "memory child failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("memory child said {line:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Machine, report
+// ---------------------------------------------------------------------------------------
+
+/// The first line of a command's output, if it runs.
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    output
+        .status
+        .success()
+        .then(|| text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+fn machine() -> Value {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        let mut all = vec!["-C", manifest];
+        all.extend_from_slice(args);
+        command_line("git", &all)
+    };
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu_model": cpu_model(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+        "rustc": command_line(&rustc, &["-V"]),
+        "git_commit": git(&["rev-parse", "HEAD"]),
+        "git_dirty": git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
+    })
+}
+
+/// Where the JSON report goes: `target/bench-turns.json` (or under `CARGO_TARGET_DIR`).
+fn report_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench-turns.json")
+}
+
+fn run_benchmark(quick: bool) {
+    let conversations = if quick {
+        CONVERSATIONS.1
+    } else {
+        CONVERSATIONS.0
+    };
+    let machine = machine();
+    let Script { turns, .. } = script(1);
+    let requests: Vec<usize> = turns.iter().map(|t| t.answers.len()).collect();
+
+    let mut runs = Vec::new();
+    for store in [StoreKind::InMemory, StoreKind::File] {
+        for runtime in [RuntimeKind::CurrentThread, RuntimeKind::MultiThread] {
+            eprintln!("timing: {} / {} ...", runtime.name(), store.name());
+            runs.push(time_configuration(runtime, store, conversations));
+        }
+    }
+    eprintln!("memory: child process ...");
+    let memory = measure_memory(quick);
+    let bench_peak_rss = rss_peak();
+
+    print_report(&machine, &turns, &runs, &memory, bench_peak_rss);
+    let report = json!({
+        "bench": "turns",
+        "version": 1,
+        "quick": quick,
+        "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "machine": machine,
+        "conversation": {
+            "caller_turns": CALLER_TURNS,
+            "llm_requests": 1 + requests.iter().sum::<usize>(),
+            "llm_requests_greeting": 1,
+            "llm_requests_per_caller_turn": requests,
+            "caller_says": turns.iter().map(|t| t.says).collect::<Vec<_>>(),
+        },
+        "timing": runs.iter().map(TimingRun::to_json).collect::<Vec<_>>(),
+        "memory": memory,
+        "bench_process_peak_rss_kib": bench_peak_rss,
+    });
+    let path = report_path();
+    let text = serde_json::to_string_pretty(&report).expect("report serializes");
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&path, text + "\n").expect("write the JSON report");
+    println!("\nwritten: {}", path.display());
+}
+
+fn print_report(machine: &Value, turns: &[Turn], runs: &[TimingRun], memory: &Value, rss: u64) {
+    let total_requests = 1 + turns.iter().map(|t| t.answers.len()).sum::<usize>();
+    println!(
+        "\nBella Vista turns: {CALLER_TURNS} caller turns, {total_requests} model requests \
+         (instant ScriptedLlm)"
+    );
+    println!(
+        "machine: {} x {}, {}, commit {}{}",
+        machine["nproc"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["rustc"].as_str().unwrap_or("rustc ?"),
+        machine["git_commit"]
+            .as_str()
+            .map_or("?", |c| &c[..c.len().min(10)]),
+        if machine["git_dirty"] == true {
+            " (dirty)"
+        } else {
+            ""
+        },
+    );
+
+    println!("\ntime per caller turn, send -> listening again (µs)");
+    println!(
+        "{:<15} {:<19} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "runtime", "store", "turns", "median", "p90", "p99", "max", "start med"
+    );
+    for run in runs {
+        let s = Stats::of(&run.turns);
+        let start = Stats::of(&run.starts);
+        println!(
+            "{:<15} {:<19} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1}",
+            run.runtime.name(),
+            run.store.name(),
+            s.count,
+            s.median,
+            s.p90,
+            s.p99,
+            s.max,
+            start.median
+        );
+    }
+
+    if let Some(main) = runs.first() {
+        println!(
+            "\nper caller turn ({}, {}): model requests, median and p99 (µs)",
+            main.runtime.name(),
+            main.store.name()
+        );
+        for (i, (turn, times)) in turns.iter().zip(&main.by_turn).enumerate() {
+            let s = Stats::of(times);
+            println!(
+                "{:>3} {:>3} req {:>8.1} {:>8.1}  {}",
+                i + 1,
+                turn.answers.len(),
+                s.median,
+                s.p99,
+                turn.says
+            );
+        }
+    }
+
+    println!("\nmemory (RSS with compact malloc, 4 KiB pages; KiB)");
+    println!(
+        "{:<32} {:>9} {:>14} {:>14}",
+        "llm double", "1 conv pk", "per sess peak", "per sess held"
+    );
+    for m in memory["by_llm"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:>9} {:>14} {:>14}",
+            m["llm"].as_str().unwrap_or("?"),
+            m["one_conversation_peak_kib"],
+            m["per_session_peak_kib"],
+            m["per_session_held_kib"],
+        );
+    }
+    println!(
+        "({CONCURRENT_SESSIONS} sessions held after caller turn {HELD_AFTER_TURNS}, one \
+         current-thread runtime)"
+    );
+    println!(
+        "process peak RSS: bench {} KiB, memory child {} KiB",
+        rss, memory["child_peak_rss_kib"]
+    );
+}

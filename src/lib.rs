@@ -11,3 +11,4 @@ pub mod bella_vista;
 pub mod config;
 pub mod io;
 pub mod llm;
+pub mod voice;
