@@ -72,6 +72,10 @@ pub(crate) async fn run<T: Send + 'static>(
         });
         match activity.inbox.next(activity.interrupt).await? {
             Wakeup::Interrupted => break Outcome::Interrupted,
+            Wakeup::ReplyCut { heard } => {
+                cut_last_reply(activity.chat_ctx, &heard);
+                core.emit(SessionEvent::ReplyInterrupted { heard });
+            }
             Wakeup::UserTurn(text) => {
                 core.emit(SessionEvent::UserTurnReceived { text: text.clone() });
                 activity.chat_ctx.add_message(ChatRole::User, text);
@@ -126,10 +130,19 @@ async fn reply<T: Send + 'static>(
             tools: offered,
             purpose: RequestPurpose::Reply,
         };
-        let (text, calls) = match stream_response(core, request).await {
-            Ok(response) => response,
-            Err((partial, error)) => {
+        let (text, calls) = match stream_response(core, activity.inbox, request).await? {
+            Streamed::Complete(text, calls) => (text, calls),
+            Streamed::Failed(partial, error) => {
                 apologize(activity, &partial, &error);
+                return Ok(());
+            }
+            Streamed::Interrupted(heard) => {
+                if !heard.is_empty() {
+                    activity
+                        .chat_ctx
+                        .add_message(ChatRole::Assistant, heard.clone());
+                }
+                core.emit(SessionEvent::ReplyInterrupted { heard });
                 return Ok(());
             }
         };
@@ -166,28 +179,54 @@ async fn reply<T: Send + 'static>(
     Ok(())
 }
 
-/// Streams one model response, reporting text as it arrives. On failure, returns the text
-/// received before it with the error.
+/// How streaming one model response ended.
+enum Streamed {
+    /// The whole response: its text and tool calls.
+    Complete(String, Vec<ToolCall>),
+    /// The model failed after this much text.
+    Failed(String, LlmError),
+    /// The caller interrupted; this much of the reply was heard.
+    Interrupted(String),
+}
+
+/// Streams one model response, reporting text as it arrives. An interruption from the
+/// caller drops the stream, which cancels the request.
 async fn stream_response(
     core: &SessionCore,
+    inbox: &mut Inbox,
     request: ChatRequest,
-) -> Result<(String, Vec<ToolCall>), (String, LlmError)> {
+) -> Result<Streamed, SessionClosed> {
     let mut stream = core.llm.chat(request);
     let mut text = String::new();
     let mut calls = Vec::new();
-    while let Some(event) = stream.next().await {
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            heard = inbox.interruption() => return Ok(Streamed::Interrupted(heard?)),
+        };
         match event {
-            Ok(crate::llm::LlmEvent::TextDelta(delta)) => {
+            None => return Ok(Streamed::Complete(text, calls)),
+            Some(Ok(crate::llm::LlmEvent::TextDelta(delta))) => {
                 core.emit(SessionEvent::TextDelta {
                     text: delta.clone(),
                 });
                 text.push_str(&delta);
             }
-            Ok(crate::llm::LlmEvent::ToolCall(call)) => calls.push(call),
-            Err(error) => return Err((text, error)),
+            Some(Ok(crate::llm::LlmEvent::ToolCall(call))) => calls.push(call),
+            Some(Err(error)) => return Ok(Streamed::Failed(text, error)),
         }
     }
-    Ok((text, calls))
+}
+
+/// Keeps only `heard` of the most recent agent message that begins with it (the reply
+/// that was playing when the caller talked over it); nothing heard removes the message.
+fn cut_last_reply(chat_ctx: &mut ChatContext, heard: &str) {
+    let position = chat_ctx.items().iter().rposition(|item| {
+        matches!(item, ChatItem::Message { role: ChatRole::Assistant, text } if text.starts_with(heard))
+    });
+    if let Some(position) = position {
+        chat_ctx.replace_message_text(position, heard);
+    }
 }
 
 /// The model could not answer: keep what was already said, then apologise.

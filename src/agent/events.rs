@@ -102,6 +102,12 @@ pub enum SessionEvent {
         /// The task that re-ran.
         because_of: String,
     },
+    /// The caller talked over the agent; the conversation keeps only `heard` of the reply
+    /// (cancelled while generating, or cut after it was generated).
+    ReplyInterrupted {
+        /// What the caller heard of it.
+        heard: String,
+    },
     /// The model could not produce a reply; the caller got an apology instead.
     ReplyFailed {
         /// Why.

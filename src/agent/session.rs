@@ -5,6 +5,7 @@
 //! line or a final transcript, and a reply is streamed as [`SessionEvent::TextDelta`]s and
 //! completed as [`SessionEvent::AgentMessage`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc};
@@ -21,6 +22,13 @@ use crate::llm::{ChatContext, Llm};
 pub enum SessionInput {
     /// The caller finished a turn (typed text or a final transcript).
     UserTurn(String),
+    /// The caller talked over the agent: its audio stopped, and of the reply being
+    /// played only `heard` reached the caller. A reply still being generated is cancelled;
+    /// the conversation keeps only what was heard.
+    Interrupted {
+        /// The part of the reply that was played.
+        heard: String,
+    },
     /// End the session (the caller left); anything unfinished is abandoned, not stored.
     Close,
 }
@@ -68,6 +76,7 @@ impl SessionCore {
 /// The caller's side of the channel, read only by the innermost running activity.
 pub(crate) struct Inbox {
     input: mpsc::Receiver<SessionInput>,
+    pending: VecDeque<SessionInput>,
     closed: bool,
 }
 
@@ -77,6 +86,11 @@ pub(crate) enum Wakeup {
     UserTurn(String),
     /// Code asked the running task to stop (a task group's `regress`).
     Interrupted,
+    /// The caller talked over a reply that had finished generating.
+    ReplyCut {
+        /// What of it was heard.
+        heard: String,
+    },
 }
 
 impl Inbox {
@@ -88,6 +102,9 @@ impl Inbox {
         if self.closed {
             return Err(SessionClosed);
         }
+        if let Some(input) = self.pending.pop_front() {
+            return self.wakeup(Some(input));
+        }
         let input = match interrupt {
             Some(interrupt) => tokio::select! {
                 biased;
@@ -96,11 +113,34 @@ impl Inbox {
             },
             None => self.input.recv().await,
         };
+        self.wakeup(input)
+    }
+
+    fn wakeup(&mut self, input: Option<SessionInput>) -> Result<Wakeup, SessionClosed> {
         match input {
             Some(SessionInput::UserTurn(text)) => Ok(Wakeup::UserTurn(text)),
+            Some(SessionInput::Interrupted { heard }) => Ok(Wakeup::ReplyCut { heard }),
             Some(SessionInput::Close) | None => {
                 self.closed = true;
                 Err(SessionClosed)
+            }
+        }
+    }
+
+    /// While a reply is generated: waits for an interruption (returning what was heard);
+    /// caller turns that arrive meanwhile are kept for after the reply.
+    pub(crate) async fn interruption(&mut self) -> Result<String, SessionClosed> {
+        loop {
+            if self.closed {
+                return Err(SessionClosed);
+            }
+            match self.input.recv().await {
+                Some(SessionInput::Interrupted { heard }) => return Ok(heard),
+                Some(turn @ SessionInput::UserTurn(_)) => self.pending.push_back(turn),
+                Some(SessionInput::Close) | None => {
+                    self.closed = true;
+                    return Err(SessionClosed);
+                }
             }
         }
     }
@@ -164,6 +204,7 @@ impl AgentSession {
         let task = tokio::spawn(async move {
             let mut inbox = Inbox {
                 input: input_rx,
+                pending: VecDeque::new(),
                 closed: false,
             };
             let mut chat_ctx = ChatContext::new();

@@ -65,6 +65,12 @@ impl TestSession {
         }
     }
 
+    /// The underlying handle, to send other inputs (such as an interruption) and read
+    /// events one by one.
+    pub fn handle(&mut self) -> &mut SessionHandle {
+        &mut self.handle
+    }
+
     /// Waits, without sending anything, until the agent listens again (after something
     /// other than the caller woke it, such as a `regress()` from code).
     pub async fn wait(&mut self) -> RunResult {
@@ -168,6 +174,7 @@ fn is_significant(event: &SessionEvent) -> bool {
         | SessionEvent::TaskCompleted { .. }
         | SessionEvent::Regressed { .. }
         | SessionEvent::DependentInvalidated { .. }
+        | SessionEvent::ReplyInterrupted { .. }
         | SessionEvent::ReplyFailed { .. } => true,
         SessionEvent::AgentStateChanged { .. }
         | SessionEvent::UserTurnReceived { .. }

@@ -83,6 +83,9 @@ impl<W: Write> ConsoleRenderer<W> {
                 because_of,
             } => self.quiet(&format!("  ~ {task_id} again ({because_of} changed)")),
             SessionEvent::ReplyFailed { error } => self.quiet(&format!("  ! {error}")),
+            SessionEvent::ReplyInterrupted { heard } => {
+                self.quiet(&format!("  (interrupted after: {heard:?})"))
+            }
             SessionEvent::AgentStateChanged { .. }
             | SessionEvent::UserTurnReceived { .. }
             | SessionEvent::SessionEnded => Ok(()),

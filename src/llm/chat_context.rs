@@ -131,6 +131,19 @@ impl ChatContext {
         );
     }
 
+    /// Sets the text of the message at `index`; an empty text removes the message. Other
+    /// kinds of item are left as they are.
+    pub fn replace_message_text(&mut self, index: usize, text: &str) {
+        let Some(ChatItem::Message { text: old, .. }) = self.items.get_mut(index) else {
+            return;
+        };
+        if text.is_empty() {
+            self.items.remove(index);
+        } else {
+            *old = text.to_string();
+        }
+    }
+
     /// Drops every item after the first `len`.
     pub fn truncate(&mut self, len: usize) {
         self.items.truncate(len);
