@@ -19,10 +19,11 @@
 //!
 //! Memory: the crate forbids `unsafe` code (`[lints.rust] unsafe_code = "forbid"` in
 //! Cargo.toml, which covers benches too), so a counting `#[global_allocator]` cannot be
-//! written here. Memory is measured from the resident set instead, in a child process
-//! with a compact glibc malloc (one arena, trimmed on every free) so that RSS follows the
-//! heap: peaks come from `VmHWM` after resetting it through `/proc/self/clear_refs`.
-//! The figures have page (4 KiB) granularity; see `benches/README.md`.
+//! written here. Memory is measured from the resident set instead: 100 calls run
+//! round-robin on one runtime in a fresh child process with a compact glibc malloc (one
+//! arena, no caches, trimmed on every free), and the growth of the peak RSS (`VmHWM`,
+//! reset through `/proc/self/clear_refs`) divided by 100 is the memory of one call.
+//! See `benches/README.md`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -52,15 +53,21 @@ const CONCURRENT_SESSIONS: usize = 100;
 /// Caller turns each concurrent session is driven through before it is held: the
 /// caller has just changed item 1 during payment and payment was re-entered.
 const HELD_AFTER_TURNS: usize = 12;
+/// Caller turns after which the per-session memory is measured: greeted, ordering,
+/// items, mid-order, read-back entered (the call's largest state), confirmed and
+/// summarized, end of call.
+const MEMORY_PROFILE: [usize; 7] = [0, 4, 8, 12, 15, 16, 20];
 /// Malloc settings of the memory child: one arena, memory returned on every free.
-const COMPACT_MALLOC: &str =
-    "glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0";
+const COMPACT_MALLOC: &str = "glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=0:\
+     glibc.malloc.top_pad=0:glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    if args.iter().any(|a| a == "--memory-child") {
-        println!("{}", memory_child(quick));
+    if let Some(i) = args.iter().position(|a| a == "--memory-child") {
+        let model = Model::from_arg(&args[i + 1]);
+        let turns = args[i + 2].parse().expect("caller turns");
+        println!("{}", memory_child(model, turns));
         return;
     }
     run_benchmark(quick);
@@ -77,37 +84,38 @@ struct Turn {
     answers: Vec<Step>,
 }
 
-/// The whole call: the answers to the greeting, then the caller turns.
-struct Script {
-    greeting: Vec<Step>,
-    turns: Vec<Turn>,
+/// The model's answers to the greeting.
+fn greeting() -> Vec<Step> {
+    vec![say("Welcome to Bella Vista! What can I get you?")]
 }
 
-/// The scripted order. `order_number` is the id the store will give this order.
+/// Caller turn `number` (1 to 20) of the scripted order. `order_number` is the id the
+/// store will give this order. Built only when the turn is sent, so that no session
+/// carries its future script around (it would count in the memory figures).
 ///
 /// The order ends as Caesar Salad ($10) + Grilled Salmon ($28) + Tiramisu ($10) = $48.00,
 /// card with a 15% tip: $55.20.
-fn script(order_number: i64) -> Script {
-    let turns = vec![
-        turn(
+fn caller_turn(number: usize, order_number: i64) -> Turn {
+    match number {
+        1 => turn(
             "Hi! What appetizers do you have?",
             vec![
                 menu_lookup("appetizers"),
                 say("Bruschetta, Caesar salad and calamari."),
             ],
         ),
-        turn(
+        2 => turn(
             "And the mains?",
             vec![
                 menu_lookup("mains"),
                 say("Salmon, ribeye, pasta primavera and pizza."),
             ],
         ),
-        turn(
+        3 => turn(
             "Are you open on Sundays?",
             vec![say("Yes, every day from noon to ten.")],
         ),
-        turn(
+        4 => turn(
             "Great, I'd like to order",
             vec![
                 Step::reply()
@@ -116,21 +124,21 @@ fn script(order_number: i64) -> Script {
                 item_enters("What would you like first?"),
             ],
         ),
-        turn(
+        5 => turn(
             "What comes on the bruschetta?",
             vec![
                 menu_lookup("appetizers"),
                 say("Tomatoes, garlic, basil and olive oil."),
             ],
         ),
-        turn(
+        6 => turn(
             "Two bruschetta, no garlic, and something else",
             vec![
                 confirm_item("Bruschetta", 2, &["no garlic"], true),
                 item_enters("And the next item?"),
             ],
         ),
-        turn(
+        7 => turn(
             "The salmon steak",
             vec![
                 bad_item_calls(),
@@ -139,42 +147,42 @@ fn script(order_number: i64) -> Script {
                     .text("Sorry, which dish was that?"),
             ],
         ),
-        turn(
+        8 => turn(
             "The grilled salmon, sauce on the side, and one more thing",
             vec![
                 confirm_item("Grilled Salmon", 1, &["sauce on the side"], true),
                 item_enters("What else?"),
             ],
         ),
-        turn(
+        9 => turn(
             "Which desserts do you have?",
             vec![
                 menu_lookup("desserts"),
                 say("Tiramisu, cheesecake and panna cotta."),
             ],
         ),
-        turn(
+        10 => turn(
             "A tiramisu, that's all",
             vec![
                 confirm_item("Tiramisu", 1, &[], false),
                 payment_enters("$62.00"),
             ],
         ),
-        turn(
+        11 => turn(
             "Actually, change my first item",
             vec![
                 regress_to_item_1(),
                 item_enters("Sure, what instead of the bruschetta?"),
             ],
         ),
-        turn(
+        12 => turn(
             "A Caesar salad instead, dressing on the side",
             vec![
                 confirm_item("Caesar Salad", 1, &["dressing on the side"], false),
                 payment_enters("$48.00"),
             ],
         ),
-        turn(
+        13 => turn(
             "Bitcoin, with a 15 percent tip",
             vec![
                 Step::reply().call(
@@ -186,37 +194,38 @@ fn script(order_number: i64) -> Script {
                     .text("Sorry, we take card, cash or mobile."),
             ],
         ),
-        turn(
+        14 => turn(
             "Card then, 15 percent",
             vec![
                 confirm_payment("card", 15.0),
                 review_enters("Total: $55.20"),
             ],
         ),
-        turn(
+        15 => turn(
             "Could you repeat the total?",
             vec![say("The total is $55.20.")],
         ),
-        turn("Yes, place it", confirm_and_announce(order_number)),
-        turn("How long will it take?", vec![say("About thirty minutes.")]),
-        turn(
+        16 => turn("Yes, place it", confirm_and_announce(order_number)),
+        17 => turn("How long will it take?", vec![say("About thirty minutes.")]),
+        18 => turn(
             "Do you have parking?",
             vec![say("Yes, right behind the restaurant.")],
         ),
-        turn(
+        19 => turn(
             "Is the tiramisu homemade?",
             vec![say("Made fresh every morning.")],
         ),
-        turn(
+        20 => turn(
             "Thanks, bye!",
             vec![say("Thank you for calling Bella Vista. Goodbye!")],
         ),
-    ];
-    assert_eq!(turns.len(), CALLER_TURNS, "the script has 20 caller turns");
-    Script {
-        greeting: vec![say("Welcome to Bella Vista! What can I get you?")],
-        turns,
+        _ => panic!("the script has {CALLER_TURNS} caller turns, not {number}"),
     }
+}
+
+/// Every caller turn, for the report.
+fn all_turns() -> Vec<Turn> {
+    (1..=CALLER_TURNS).map(|n| caller_turn(n, 1)).collect()
 }
 
 fn turn(says: &'static str, answers: Vec<Step>) -> Turn {
@@ -350,6 +359,22 @@ enum Model {
 }
 
 impl Model {
+    /// How the memory child is told which double to use.
+    fn arg(self) -> &'static str {
+        match self {
+            Model::Recording => "recording",
+            Model::Forgetful => "forgetful",
+        }
+    }
+
+    fn from_arg(arg: &str) -> Model {
+        match arg {
+            "recording" => Model::Recording,
+            "forgetful" => Model::Forgetful,
+            other => panic!("unknown model {other:?}"),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Model::Recording => "ScriptedLlm",
@@ -392,6 +417,14 @@ impl InstantLlm {
         }
     }
 
+    /// Appends the answers of the next caller turn.
+    fn push(&self, steps: Vec<Step>) {
+        match &self.answers {
+            Answers::Recording(llm) => llm.push_steps(steps),
+            Answers::Forgetful(forgetful) => lock(&forgetful.steps).extend(steps),
+        }
+    }
+
     /// Requests received so far.
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
@@ -417,6 +450,8 @@ impl Llm for InstantLlm {
 }
 
 impl Forgetful {
+    /// Answers with the next step through a one-step `ScriptedLlm` (same checks, same
+    /// stream), notes any mismatch, and lets the request go.
     fn chat(&self, index: usize, request: ChatRequest) -> LlmStream {
         let step = lock(&self.steps).pop_front();
         let one = ScriptedLlm::new(step);
@@ -427,6 +462,7 @@ impl Forgetful {
         stream
     }
 
+    /// Like [`ScriptedLlm::verify`]: every step requested and every check passed.
     fn verify(&self) -> Result<(), String> {
         let mut problems = lock(&self.failures).clone();
         let left = lock(&self.steps).len();
@@ -530,45 +566,36 @@ impl Drop for TempDir {
     }
 }
 
-/// A call in progress: the session, its model, and the caller turns still to come.
+/// A call in progress: the session, its model, and how far the script has got.
 struct Call {
     session: TestSession,
     llm: InstantLlm,
-    turns: Vec<(&'static str, usize)>,
-    next: usize,
+    order_number: i64,
+    turns_sent: usize,
 }
 
 impl Call {
-    /// Builds the scripted model for order `order_number` (not started yet).
-    fn script(model: Model, order_number: i64) -> (InstantLlm, Vec<(&'static str, usize)>) {
-        let Script { greeting, turns } = script(order_number);
-        let plan = turns.iter().map(|t| (t.says, t.answers.len())).collect();
-        let steps = greeting
-            .into_iter()
-            .chain(turns.into_iter().flat_map(|t| t.answers))
-            .collect();
-        (InstantLlm::new(model, steps), plan)
-    }
-
-    /// Answers the call: builds the order taker and runs until it listens.
-    async fn start(
-        restaurant: &Arc<Restaurant>,
-        llm: InstantLlm,
-        turns: Vec<(&'static str, usize)>,
-    ) -> Call {
+    /// Answers the call for order `order_number`: builds the order taker and runs until
+    /// it listens.
+    async fn start(restaurant: &Arc<Restaurant>, model: Model, order_number: i64) -> Call {
+        let llm = InstantLlm::new(model, greeting());
         let agent = order_taker(restaurant.clone());
         let (session, _greeting) = TestSession::start(agent, llm.clone()).await;
         Call {
             session,
             llm,
-            turns,
-            next: 0,
+            order_number,
+            turns_sent: 0,
         }
     }
 
     /// Sends the next caller turn; returns the time until the agent listened again.
+    /// Checks that the turn made exactly the scripted number of model requests.
     async fn step(&mut self) -> Duration {
-        let (says, expected_requests) = self.turns[self.next];
+        let number = self.turns_sent + 1;
+        let Turn { says, answers } = caller_turn(number, self.order_number);
+        let expected = answers.len();
+        self.llm.push(answers);
         let before = self.llm.requests();
         let started = Instant::now();
         let result = self.session.run(says).await;
@@ -577,18 +604,17 @@ impl Call {
         let made = self.llm.requests() - before;
         assert_eq!(
             made,
-            expected_requests,
-            "turn {} ({says:?}) made {made} model requests, expected {expected_requests}; {:?}",
-            self.next + 1,
+            expected,
+            "turn {number} ({says:?}) made {made} model requests, expected {expected}; {:?}",
             self.llm.verify()
         );
-        self.next += 1;
+        self.turns_sent = number;
         elapsed
     }
 
     /// Checks that the script ran fully, then hangs up.
     async fn finish(self) {
-        assert_eq!(self.next, self.turns.len(), "every caller turn was sent");
+        assert_eq!(self.turns_sent, CALLER_TURNS, "every caller turn was sent");
         if let Err(problems) = self.llm.verify() {
             panic!("the scripted conversation went wrong:\n{problems}");
         }
@@ -608,9 +634,8 @@ async fn conversation(
     model: Model,
     order_number: i64,
 ) -> ConversationTimes {
-    let (llm, plan) = Call::script(model, order_number);
     let started = Instant::now();
-    let mut call = Call::start(restaurant, llm, plan).await;
+    let mut call = Call::start(restaurant, model, order_number).await;
     let start = started.elapsed();
     let mut turns = Vec::with_capacity(CALLER_TURNS);
     for _ in 0..CALLER_TURNS {
@@ -685,12 +710,9 @@ fn time_configuration(runtime: RuntimeKind, store: StoreKind, conversations: usi
     });
     drop(rt);
     bella.verify_orders(WARMUP + conversations);
-    let mut by_turn = vec![Vec::with_capacity(conversations); CALLER_TURNS];
-    for conversation in &times {
-        for (i, t) in conversation.turns.iter().enumerate() {
-            by_turn[i].push(*t);
-        }
-    }
+    let by_turn = (0..CALLER_TURNS)
+        .map(|i| times.iter().map(|c| c.turns[i]).collect())
+        .collect();
     TimingRun {
         runtime,
         store,
@@ -795,10 +817,9 @@ fn rss_peak() -> u64 {
     proc_status_kib("VmHWM:").expect("VmHWM in /proc/self/status")
 }
 
-/// Heap growth while `work` runs: peak minus the RSS before, in KiB, and the RSS
-/// retained after it, in KiB.
-async fn measure<F: Future<Output = T>, T>(work: F) -> (u64, i64, T) {
-    tokio::task::yield_now().await;
+/// Runs `work` and returns how much the RSS peaked above, and ended above, the RSS
+/// before it, in KiB.
+async fn rss_growth<F: Future<Output = T>, T>(work: F) -> (u64, i64, T) {
     let base = rss_now();
     assert!(
         reset_peak_rss(),
@@ -806,38 +827,39 @@ async fn measure<F: Future<Output = T>, T>(work: F) -> (u64, i64, T) {
     );
     let output = work.await;
     let peak = rss_peak().saturating_sub(base);
-    let retained = rss_now() as i64 - base as i64;
-    (peak, retained, output)
+    let held = rss_now() as i64 - base as i64;
+    (peak, held, output)
 }
 
-/// The memory figures of one model double.
-async fn memory_of(model: Model) -> Value {
-    // (a) One full conversation.
+/// Memory per session: [`CONCURRENT_SESSIONS`] calls on one runtime, started and driven
+/// round-robin, one caller turn each at a time, through `turns` caller turns and kept
+/// open; the figure is the RSS peak growth divided by the number of calls. The calls
+/// are then finished and verified.
+///
+/// Many calls rather than one: a single call fits in memory the allocator already
+/// holds, which RSS cannot see. Round-robin rather than one call after the other: all
+/// calls are at the same point at any time, so the peak is N times the largest
+/// footprint of one call up to that turn; driven one after the other, a call would
+/// reuse the memory the previous call freed and hide it. Each turn's script is built
+/// just before it is sent, so the sessions count, not their scripts (but the request
+/// log of [`Model::Recording`] does).
+async fn held_sessions(model: Model, turns: usize) -> Value {
     let bella = Bella::open(StoreKind::InMemory);
-    let (one_peak, one_retained, _) = measure(conversation(&bella.restaurant, model, 1)).await;
-    bella.verify_orders(1);
-    drop(bella);
-
-    // (b) Many calls held open mid-order at once; the scripts are built before the
-    // baseline so that only the sessions count.
-    let bella = Bella::open(StoreKind::InMemory);
-    let scripts: Vec<_> = (1..=CONCURRENT_SESSIONS as i64)
-        .map(|n| Call::script(model, n))
-        .collect();
-    let (peak, held, calls) = measure(async {
+    let (peak, held, calls) = rss_growth(async {
         let mut calls = Vec::with_capacity(CONCURRENT_SESSIONS);
-        for (llm, plan) in scripts {
-            let mut call = Call::start(&bella.restaurant, llm, plan).await;
-            for _ in 0..HELD_AFTER_TURNS {
+        for order_number in 1..=CONCURRENT_SESSIONS as i64 {
+            calls.push(Call::start(&bella.restaurant, model, order_number).await);
+        }
+        for _ in 0..turns {
+            for call in &mut calls {
                 call.step().await;
             }
-            calls.push(call);
         }
         calls
     })
     .await;
     for mut call in calls {
-        for _ in HELD_AFTER_TURNS..CALLER_TURNS {
+        for _ in turns..CALLER_TURNS {
             call.step().await;
         }
         call.finish().await;
@@ -845,50 +867,85 @@ async fn memory_of(model: Model) -> Value {
     bella.verify_orders(CONCURRENT_SESSIONS);
     let n = CONCURRENT_SESSIONS as f64;
     json!({
-        "llm": model.name(),
-        "one_conversation_peak_kib": one_peak,
-        "one_conversation_retained_kib": one_retained,
-        "concurrent_sessions": CONCURRENT_SESSIONS,
-        "held_after_caller_turns": HELD_AFTER_TURNS,
-        "concurrent_peak_kib": peak,
-        "concurrent_held_kib": held,
+        "after_caller_turns": turns,
+        "sessions": CONCURRENT_SESSIONS,
+        "peak_kib": peak,
+        "held_kib": held,
         "per_session_peak_kib": round1(peak as f64 / n),
         "per_session_held_kib": round1(held as f64 / n),
     })
 }
 
-/// The memory child: warms up, measures both doubles, prints one JSON line.
-fn memory_child(_quick: bool) -> Value {
+/// The memory child: one warm-up call, then [`held_sessions`]; prints one JSON line.
+fn memory_child(model: Model, turns: usize) -> Value {
     let rt = RuntimeKind::CurrentThread.build();
-    let figures = rt.block_on(async {
+    let mut figures = rt.block_on(async {
         let bella = Bella::open(StoreKind::InMemory);
-        for n in 1..=2 {
-            conversation(&bella.restaurant, Model::Forgetful, n).await;
-            conversation(&bella.restaurant, Model::Recording, n + 2).await;
-        }
+        conversation(&bella.restaurant, model, 1).await;
         drop(bella);
-        let forgetful = memory_of(Model::Forgetful).await;
-        let recording = memory_of(Model::Recording).await;
-        json!([forgetful, recording])
+        held_sessions(model, turns).await
     });
+    figures["child_peak_rss_kib"] = json!(rss_peak());
+    figures
+}
+
+/// Per-session memory along the call: with the framework-only double after several
+/// caller turns (the call's peak is the largest of these), and with the plain
+/// `ScriptedLlm` mid-order and at the end for contrast. Each figure comes from its own
+/// child process, so that no measurement runs in memory a previous one freed (RSS
+/// would not see it).
+fn measure_memory() -> Value {
+    let points = MEMORY_PROFILE
+        .iter()
+        .map(|&turns| (Model::Forgetful, turns))
+        .chain([HELD_AFTER_TURNS, CALLER_TURNS].map(|turns| (Model::Recording, turns)));
+    let profile: Vec<Value> = points
+        .map(|(model, turns)| {
+            let mut figure = run_memory_child(model, turns);
+            figure["llm"] = json!(model.name());
+            figure
+        })
+        .collect();
+    let framework = |turns: usize| {
+        profile
+            .iter()
+            .filter(|f| f["llm"] == Model::Forgetful.name())
+            .find(|f| f["after_caller_turns"] == turns)
+            .map(|f| f["per_session_peak_kib"].clone())
+    };
+    let peak = profile
+        .iter()
+        .filter(|f| f["llm"] == Model::Forgetful.name())
+        .max_by(|a, b| kib(a, "per_session_peak_kib").total_cmp(&kib(b, "per_session_peak_kib")))
+        .cloned()
+        .unwrap_or_default();
     json!({
+        "method": "RSS growth / sessions with all sessions open at once; VmHWM reset via \
+                   /proc/self/clear_refs; one current-thread runtime; a fresh child process \
+                   per figure with compact glibc malloc",
         "malloc": COMPACT_MALLOC,
-        "by_llm": figures,
-        "child_peak_rss_kib": rss_peak(),
+        "sessions": CONCURRENT_SESSIONS,
+        "one_conversation_peak_kib": peak["per_session_peak_kib"],
+        "one_conversation_peak_after_caller_turns": peak["after_caller_turns"],
+        "per_session_mid_order_kib": framework(HELD_AFTER_TURNS),
+        "per_session_mid_order_after_caller_turns": HELD_AFTER_TURNS,
+        "profile": profile,
     })
 }
 
-/// Runs the memory child and reads its figures.
-fn measure_memory(quick: bool) -> Value {
+/// A KiB figure of a memory result (NaN if absent).
+fn kib(figure: &Value, field: &str) -> f64 {
+    figure[field].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Runs one memory child and reads its figures.
+fn run_memory_child(model: Model, turns: usize) -> Value {
     let exe = std::env::current_exe().expect("own executable");
-    let mut child = Command::new(exe);
-    child
-        .arg("--memory-child")
-        .env("GLIBC_TUNABLES", COMPACT_MALLOC);
-    if quick {
-        child.arg("--quick");
-    }
-    let output = child.output().expect("memory child runs");
+    let output = Command::new(exe)
+        .args(["--memory-child", model.arg(), &turns.to_string()])
+        .env("GLIBC_TUNABLES", COMPACT_MALLOC)
+        .output()
+        .expect("memory child runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -953,7 +1010,7 @@ fn run_benchmark(quick: bool) {
         CONVERSATIONS.0
     };
     let machine = machine();
-    let Script { turns, .. } = script(1);
+    let turns = all_turns();
     let requests: Vec<usize> = turns.iter().map(|t| t.answers.len()).collect();
 
     let mut runs = Vec::new();
@@ -964,7 +1021,7 @@ fn run_benchmark(quick: bool) {
         }
     }
     eprintln!("memory: child process ...");
-    let memory = measure_memory(quick);
+    let memory = measure_memory();
     let bench_peak_rss = rss_peak();
 
     print_report(&machine, &turns, &runs, &memory, bench_peak_rss);
@@ -1055,26 +1112,47 @@ fn print_report(machine: &Value, turns: &[Turn], runs: &[TimingRun], memory: &Va
         }
     }
 
-    println!("\nmemory (RSS with compact malloc, 4 KiB pages; KiB)");
+    print_memory(memory);
+    let child_peak = memory["profile"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["child_peak_rss_kib"].as_u64())
+        .max()
+        .unwrap_or(0);
+    println!("process peak RSS (VmHWM): bench {rss} KiB, largest memory child {child_peak} KiB");
+}
+
+/// The memory table: per-session KiB after each measured caller turn, for each double.
+fn print_memory(memory: &Value) {
     println!(
-        "{:<32} {:>9} {:>14} {:>14}",
-        "llm double", "1 conv pk", "per sess peak", "per sess held"
+        "\nmemory per call, KiB ({CONCURRENT_SESSIONS} calls open at once on one \
+         current-thread runtime; peak RSS growth / calls)"
     );
-    for m in memory["by_llm"].as_array().into_iter().flatten() {
-        println!(
-            "{:<32} {:>9} {:>14} {:>14}",
-            m["llm"].as_str().unwrap_or("?"),
-            m["one_conversation_peak_kib"],
-            m["per_session_peak_kib"],
-            m["per_session_held_kib"],
-        );
+    let profile = memory["profile"].as_array().cloned().unwrap_or_default();
+    print!("{:<32}", "after caller turn");
+    for turns in MEMORY_PROFILE {
+        print!(" {turns:>7}");
+    }
+    println!();
+    for model in [Model::Forgetful, Model::Recording] {
+        print!("{:<32}", model.name());
+        for turns in MEMORY_PROFILE {
+            let figure = profile
+                .iter()
+                .find(|f| f["llm"] == model.name() && f["after_caller_turns"] == turns);
+            match figure {
+                Some(f) => print!(" {:>7.1}", kib(f, "per_session_peak_kib")),
+                None => print!(" {:>7}", "-"),
+            }
+        }
+        println!();
     }
     println!(
-        "({CONCURRENT_SESSIONS} sessions held after caller turn {HELD_AFTER_TURNS}, one \
-         current-thread runtime)"
-    );
-    println!(
-        "process peak RSS: bench {} KiB, memory child {} KiB",
-        rss, memory["child_peak_rss_kib"]
+        "one conversation's peak: {} KiB (after caller turn {}); per session mid-order \
+         (turn {HELD_AFTER_TURNS}): {} KiB",
+        memory["one_conversation_peak_kib"],
+        memory["one_conversation_peak_after_caller_turns"],
+        memory["per_session_mid_order_kib"],
     );
 }

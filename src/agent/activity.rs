@@ -15,7 +15,7 @@ use super::session::{Inbox, SessionClosed, SessionCore, Wakeup};
 use super::task::{AgentTask, OnEnter};
 use super::tool::DynTool;
 use crate::llm::{
-    ChatContext, ChatItem, ChatRequest, ChatRole, LlmError, RequestPurpose, ToolCall,
+    ChatContext, ChatItem, ChatRequest, ChatRole, LlmError, RequestPurpose, ToolCall, ToolSpec,
 };
 
 /// How a task ended. Control flow by value: a regression is an outcome, not an error.
@@ -108,11 +108,10 @@ async fn reply<T: Send + 'static>(
     core.emit(SessionEvent::AgentStateChanged {
         state: AgentState::Thinking,
     });
-    let tools: Vec<&Arc<dyn DynTool<T>>> = task
+    let (tools, specs): (Vec<&Arc<dyn DynTool<T>>>, Vec<&ToolSpec>) = task
         .tools()
-        .iter()
-        .filter(|tool| enter_instructions.is_none() || !tool.hidden_on_enter())
-        .collect();
+        .filter(|(tool, _)| enter_instructions.is_none() || !tool.hidden_on_enter())
+        .unzip();
     let instructions = match enter_instructions {
         Some(extra) => format!("{}\n\n{extra}", task.instructions()),
         None => task.instructions().to_string(),
@@ -120,7 +119,7 @@ async fn reply<T: Send + 'static>(
     let max_steps = core.options.max_tool_steps;
     for step in 0..=max_steps {
         let offered = if step < max_steps {
-            tools.iter().map(|tool| tool.spec()).collect()
+            specs.iter().map(|spec| (*spec).clone()).collect()
         } else {
             Vec::new()
         };

@@ -16,7 +16,9 @@ mod tool;
 
 pub use context::{TaskError, ToolContext};
 pub use events::{AgentState, SessionEvent, TaskEnd};
-pub use session::{AgentSession, SessionClosed, SessionHandle, SessionInput, SessionOptions};
+pub use session::{
+    AgentSession, SessionClosed, SessionHandle, SessionInput, SessionOptions, SessionSender,
+};
 pub use task::{Agent, AgentTask, OnEnter};
 pub use task_group::{
     DependsOn, HandleError, RegressTarget, ResultError, TaskCompletedEvent, TaskEntry, TaskGroup,

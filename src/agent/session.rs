@@ -234,7 +234,28 @@ pub struct SessionHandle {
     task: Option<JoinHandle<()>>,
 }
 
+/// A cloneable way to feed a session from another task (the voice pipeline sends turns
+/// and interruptions while a separate task reads the events).
+#[derive(Clone)]
+pub struct SessionSender {
+    input: mpsc::Sender<SessionInput>,
+}
+
+impl SessionSender {
+    /// Sends an input to the session.
+    pub async fn send(&self, input: SessionInput) -> Result<(), SessionClosed> {
+        self.input.send(input).await.map_err(|_| SessionClosed)
+    }
+}
+
 impl SessionHandle {
+    /// A sender for inputs that can live in another task.
+    pub fn sender(&self) -> SessionSender {
+        SessionSender {
+            input: self.input.clone(),
+        }
+    }
+
     /// Sends a caller turn without waiting for the reply.
     pub async fn send_input(&self, input: SessionInput) -> Result<(), SessionClosed> {
         self.input.send(input).await.map_err(|_| SessionClosed)

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::tool::{DynTool, Tool};
+use crate::llm::ToolSpec;
 
 /// What a task does when it takes over the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct AgentTask<T> {
     name: String,
     instructions: String,
     tools: Vec<Arc<dyn DynTool<T>>>,
+    /// Each tool's spec, made once when the tool is added (schemas never change).
+    specs: Vec<ToolSpec>,
     on_enter: OnEnter,
 }
 
@@ -42,13 +45,14 @@ impl<T: Send + 'static> AgentTask<T> {
             name: name.into(),
             instructions: instructions.into(),
             tools: Vec::new(),
+            specs: Vec::new(),
             on_enter: OnEnter::Listen,
         }
     }
 
     /// Adds a tool.
     pub fn with_tool(mut self, tool: impl Tool<T>) -> Self {
-        self.tools.push(Arc::new(tool));
+        self.push_tool(Arc::new(tool));
         self
     }
 
@@ -75,11 +79,13 @@ impl<T> AgentTask<T> {
         self.tools.iter().map(|tool| tool.name()).collect()
     }
 
-    pub(crate) fn tools(&self) -> &[Arc<dyn DynTool<T>>] {
-        &self.tools
+    /// The tools with their specs, in the order they were added.
+    pub(crate) fn tools(&self) -> impl Iterator<Item = (&Arc<dyn DynTool<T>>, &ToolSpec)> {
+        self.tools.iter().zip(&self.specs)
     }
 
     pub(crate) fn push_tool(&mut self, tool: Arc<dyn DynTool<T>>) {
+        self.specs.push(tool.spec());
         self.tools.push(tool);
     }
 

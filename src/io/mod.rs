@@ -2,3 +2,5 @@
 //! layer adds the microphone and speaker, WAV files and LiveKit rooms.
 
 pub mod console;
+pub mod file_audio;
+pub mod wav;

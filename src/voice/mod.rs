@@ -1,5 +1,20 @@
 //! The voice layer: audio frames, resampling, voice activity detection, speech-to-text,
 //! text-to-speech, and the pipeline that turns a caller's audio into session turns and the
 //! agent's replies into audio.
+//!
+//! [`pipeline`] is the turn-taking state machine (no I/O, no clock); [`call`] drives it
+//! with real providers and audio endpoints ([`audio_io`]).
 
 pub mod audio;
+pub mod audio_io;
+pub mod call;
+pub mod endpointing;
+pub mod metrics;
+pub mod pipeline;
+pub mod playout;
+pub mod resample;
+pub mod sentences;
+pub mod speech_detector;
+pub mod stt;
+pub mod tts;
+pub mod vad;

@@ -3,3 +3,4 @@
 
 pub mod bella;
 pub mod openai_server;
+pub mod speech;

@@ -1,0 +1,389 @@
+//! Running one voice call: the async driver around the [`Pipeline`] state machine. It owns
+//! the audio endpoints and the providers, executes what the pipeline asks for, and feeds
+//! back what comes of it.
+//!
+//! Two paces: [`Pace::RealTime`] follows the input's own clock (a microphone, a room);
+//! [`Pace::Fast`] reads the input as fast as possible and, whenever the pipeline waits for
+//! a provider, waits too before feeding more audio, so provider latency takes no call time
+//! and a recorded call replays deterministically.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::audio::{AudioFrame, samples_for};
+use super::audio_io::{AudioInput, AudioOutput};
+use super::metrics::{CallSummary, TurnReport};
+use super::pipeline::{CALLER_RATE, Pipeline, PipelineConfig, PipelineInput, PipelineOutput};
+use super::resample::Resampler;
+use super::stt::Stt;
+use super::tts::Tts;
+use super::vad::{VadPool, VadStream};
+use crate::agent::{AgentState, SessionEvent, SessionHandle, SessionInput, SessionSender};
+
+/// The providers a call uses.
+#[derive(Clone)]
+pub struct VoiceServices {
+    /// Speech to text.
+    pub stt: Arc<dyn Stt>,
+    /// Text to speech.
+    pub tts: Arc<dyn Tts>,
+    /// Voice activity detection.
+    pub vad: VadPool,
+    /// Words the caller is likely to say (menu items), as a transcription hint.
+    pub vocabulary: Vec<String>,
+}
+
+/// How time passes in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Follow the input's clock.
+    RealTime,
+    /// As fast as the machine allows; provider waits take no call time.
+    Fast,
+}
+
+/// Why a call stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Voice activity detection failed.
+    #[error("voice activity detection failed: {0}")]
+    Vad(String),
+    /// Audio could not be converted between rates.
+    #[error("resampling failed: {0}")]
+    Resample(String),
+}
+
+/// When the agent's state changed, in call time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StateChange {
+    /// Seconds into the call.
+    pub at_s: f64,
+    /// The new state.
+    pub state: AgentState,
+}
+
+/// What happened in a call: every turn with its metrics, and their summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallReport {
+    /// Length of the call in call time, seconds.
+    pub duration_s: f64,
+    /// Each turn, in order.
+    pub turns: Vec<TurnReport>,
+    /// Percentiles per stage.
+    pub summary: CallSummary,
+    /// The agent's state changes.
+    pub states: Vec<StateChange>,
+}
+
+/// How long a fast-paced call waits for one provider result before moving on.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// Silence fed after the caller's audio ends, so the last reply can play out.
+const MAX_TRAILING: Duration = Duration::from_secs(60);
+
+/// Runs a call until the input ends (and, at [`Pace::Fast`], the agent has finished
+/// speaking), then ends the session. Returns the report and the output back.
+pub async fn run_call<I: AudioInput, O: AudioOutput>(
+    session: SessionHandle,
+    services: &VoiceServices,
+    mut config: PipelineConfig,
+    mut input: I,
+    mut output: O,
+    pace: Pace,
+) -> Result<(CallReport, O), CallError> {
+    config.output_rate = output.sample_rate();
+    let frame = config.frame;
+    let (results_tx, mut results) = mpsc::unbounded_channel();
+    let sender = session.sender();
+    let forward = tokio::spawn(forward_events(session, results_tx.clone()));
+    let mut driver = Driver {
+        pipeline: Pipeline::new(config),
+        services: services.clone(),
+        sender,
+        results_tx,
+        vad: services.vad.open_stream(),
+        synthesis: Vec::new(),
+        turns: Vec::new(),
+        states: Vec::new(),
+        ended: false,
+    };
+    let frame_samples = samples_for(CALLER_RATE, frame);
+    let mut caller = CallerAudio::default();
+    let mut input_done = false;
+    let mut trailing = Duration::ZERO;
+
+    loop {
+        if pace == Pace::Fast {
+            while driver.pipeline.is_busy() && !driver.pipeline.has_audio() && !driver.ended {
+                match tokio::time::timeout(SETTLE_LIMIT, results.recv()).await {
+                    Ok(Some(result)) => driver.feed(result, &mut output).await,
+                    _ => break,
+                }
+            }
+        }
+        if driver.ended {
+            break;
+        }
+        let samples = if caller.buffered() >= frame_samples {
+            caller.take(frame_samples)
+        } else if input_done {
+            let idle = !driver.pipeline.is_busy()
+                && !driver.pipeline.has_audio()
+                && driver.pipeline.state() == AgentState::Listening;
+            if pace == Pace::RealTime || idle || trailing >= MAX_TRAILING {
+                break;
+            }
+            trailing += frame;
+            vec![0; frame_samples]
+        } else {
+            tokio::select! {
+                biased;
+                Some(result) = results.recv() => {
+                    driver.feed(result, &mut output).await;
+                }
+                next = input.next_frame() => match next {
+                    Some(frame) => caller.push(&frame)?,
+                    None => {
+                        input_done = true;
+                        caller.flush(frame_samples)?;
+                    }
+                },
+            }
+            continue;
+        };
+        let frame16 = AudioFrame::mono(samples, CALLER_RATE);
+        let is_speech = driver
+            .vad
+            .classify(frame16.clone())
+            .await
+            .map_err(|e| CallError::Vad(e.to_string()))?;
+        let outputs = driver.pipeline.handle(
+            PipelineInput::CallerFrame {
+                frame: frame16,
+                is_speech,
+            },
+            Instant::now(),
+        );
+        driver.execute(outputs, &mut output).await;
+        let outputs = driver.pipeline.tick(Instant::now());
+        driver.execute(outputs, &mut output).await;
+        while let Ok(result) = results.try_recv() {
+            driver.feed(result, &mut output).await;
+        }
+    }
+
+    let duration_s = driver.pipeline.now().as_secs_f64();
+    for task in driver.synthesis.drain(..) {
+        task.abort();
+    }
+    let _ = driver.sender.send(SessionInput::Close).await;
+    let _ = forward.await;
+    let report = CallReport {
+        duration_s,
+        summary: CallSummary::of(&driver.turns),
+        turns: driver.turns,
+        states: driver.states,
+    };
+    Ok((report, output))
+}
+
+/// Caller audio converted to the pipeline's rate, waiting to be cut into frames.
+#[derive(Default)]
+struct CallerAudio {
+    resampler: Option<Resampler>,
+    samples: std::collections::VecDeque<i16>,
+}
+
+impl CallerAudio {
+    fn push(&mut self, frame: &AudioFrame) -> Result<(), CallError> {
+        let mono = frame.to_mono();
+        if mono.sample_rate() == CALLER_RATE {
+            self.samples.extend(mono.samples());
+            return Ok(());
+        }
+        let resampler = match &mut self.resampler {
+            Some(resampler) if resampler.input_rate() == mono.sample_rate() => resampler,
+            slot => slot.insert(
+                Resampler::new(mono.sample_rate(), CALLER_RATE, 1)
+                    .map_err(|e| CallError::Resample(e.to_string()))?,
+            ),
+        };
+        let converted = resampler
+            .process(&mono)
+            .map_err(|e| CallError::Resample(e.to_string()))?;
+        self.samples.extend(converted.samples());
+        Ok(())
+    }
+
+    fn flush(&mut self, frame_samples: usize) -> Result<(), CallError> {
+        if let Some(resampler) = &mut self.resampler {
+            let rest = resampler
+                .flush()
+                .map_err(|e| CallError::Resample(e.to_string()))?;
+            self.samples.extend(rest.samples());
+        }
+        let partial = self.samples.len() % frame_samples;
+        if partial > 0 {
+            self.samples
+                .extend(std::iter::repeat_n(0, frame_samples - partial));
+        }
+        Ok(())
+    }
+
+    fn buffered(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn take(&mut self, count: usize) -> Vec<i16> {
+        self.samples.drain(..count).collect()
+    }
+}
+
+/// Executes pipeline outputs and feeds results back.
+struct Driver {
+    pipeline: Pipeline,
+    services: VoiceServices,
+    sender: SessionSender,
+    results_tx: mpsc::UnboundedSender<PipelineInput>,
+    vad: VadStream,
+    synthesis: Vec<JoinHandle<()>>,
+    turns: Vec<TurnReport>,
+    states: Vec<StateChange>,
+    ended: bool,
+}
+
+impl Driver {
+    async fn feed<O: AudioOutput>(&mut self, input: PipelineInput, output: &mut O) {
+        if matches!(input, PipelineInput::Session(SessionEvent::SessionEnded)) {
+            self.ended = true;
+        }
+        let outputs = self.pipeline.handle(input, Instant::now());
+        self.execute(outputs, output).await;
+    }
+
+    async fn execute<O: AudioOutput>(&mut self, outputs: Vec<PipelineOutput>, output: &mut O) {
+        for item in outputs {
+            match item {
+                PipelineOutput::Transcribe { utterance, audio } => {
+                    self.transcribe(utterance, audio)
+                }
+                PipelineOutput::UserTurn(text) => {
+                    if self
+                        .sender
+                        .send(SessionInput::UserTurn(text))
+                        .await
+                        .is_err()
+                    {
+                        self.ended = true;
+                    }
+                }
+                PipelineOutput::Synthesize { sentence, text } => self.synthesize(sentence, text),
+                PipelineOutput::CancelSynthesis => {
+                    for task in self.synthesis.drain(..) {
+                        task.abort();
+                    }
+                }
+                PipelineOutput::Interrupt { heard } => {
+                    let _ = self.sender.send(SessionInput::Interrupted { heard }).await;
+                }
+                PipelineOutput::Play(frame) => {
+                    if output.write(frame).await.is_err() {
+                        self.ended = true;
+                    }
+                }
+                PipelineOutput::StateChanged(state) => self.states.push(StateChange {
+                    at_s: self.pipeline.now().as_secs_f64(),
+                    state,
+                }),
+                PipelineOutput::TurnEnded(report) => {
+                    tracing::info!(metrics = ?report.metrics, caller = ?report.caller_text, "turn");
+                    self.turns.push(*report);
+                }
+            }
+        }
+    }
+
+    fn transcribe(&self, utterance: u64, audio: AudioFrame) {
+        let stt = self.services.stt.clone();
+        let vocabulary = self.services.vocabulary.clone();
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let result = stt
+                .transcribe(audio, &vocabulary)
+                .await
+                .map(|transcript| transcript.text)
+                .map_err(|error| error.to_string());
+            let _ = results.send(PipelineInput::Transcript { utterance, result });
+        });
+    }
+
+    fn synthesize(&mut self, sentence: u64, text: String) {
+        self.synthesis.retain(|task| !task.is_finished());
+        let tts = self.services.tts.clone();
+        let results = self.results_tx.clone();
+        let rate = self.pipeline_output_rate();
+        self.synthesis.push(tokio::spawn(async move {
+            let error = speak(tts.as_ref(), &text, rate, sentence, &results)
+                .await
+                .err();
+            let _ = results.send(PipelineInput::SpeechFinished { sentence, error });
+        }));
+    }
+
+    fn pipeline_output_rate(&self) -> u32 {
+        self.pipeline.output_rate()
+    }
+}
+
+/// Streams one sentence's audio, converted to `rate`, into the results.
+async fn speak(
+    tts: &dyn Tts,
+    text: &str,
+    rate: u32,
+    sentence: u64,
+    results: &mpsc::UnboundedSender<PipelineInput>,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let mut stream = tts.synthesize(text);
+    let mut resampler: Option<Resampler> = None;
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| e.to_string())?.to_mono();
+        let frame = if frame.sample_rate() == rate {
+            frame
+        } else {
+            let resampler = match &mut resampler {
+                Some(r) => r,
+                slot => slot.insert(
+                    Resampler::new(frame.sample_rate(), rate, 1).map_err(|e| e.to_string())?,
+                ),
+            };
+            resampler.process(&frame).map_err(|e| e.to_string())?
+        };
+        if !frame.is_empty() {
+            let _ = results.send(PipelineInput::SpeechAudio { sentence, frame });
+        }
+    }
+    if let Some(resampler) = &mut resampler {
+        let rest = resampler.flush().map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            let _ = results.send(PipelineInput::SpeechAudio {
+                sentence,
+                frame: rest,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Forwards the session's events into the pipeline's results until the session ends.
+async fn forward_events(mut session: SessionHandle, results: mpsc::UnboundedSender<PipelineInput>) {
+    while let Some(event) = session.next_event().await {
+        let ended = matches!(event, SessionEvent::SessionEnded);
+        if results.send(PipelineInput::Session(event)).is_err() || ended {
+            break;
+        }
+    }
+}

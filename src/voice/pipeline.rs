@@ -1,0 +1,495 @@
+//! The voice pipeline as a state machine without I/O: caller audio (with its VAD
+//! decisions), transcripts, session events and synthesized audio go in; requests to
+//! transcribe, turns for the session, sentences to synthesize, interruptions and the
+//! audio frame to play this tick come out. Stream time and wall time are passed in, so
+//! the whole of turn-taking runs in tests on virtual time.
+//!
+//! What an interruption does to each input: caller audio keeps flowing; transcripts keep
+//! counting; session text belonging to the interrupted reply is dropped until the session
+//! acknowledges ([`SessionEvent::ReplyInterrupted`]); synthesized audio of dropped
+//! sentences is discarded.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::audio::{AudioFrame, samples_for};
+use super::endpointing::{Endpointing, EndpointingConfig};
+use super::metrics::{TurnClock, TurnReport};
+use super::playout::Playout;
+use super::sentences::SentenceSplitter;
+use super::speech_detector::{SpeechDetector, SpeechDetectorConfig, SpeechEvent};
+use crate::agent::{AgentState, SessionEvent};
+
+/// Sample rate of caller audio inside the pipeline (what VAD and STT get).
+pub const CALLER_RATE: u32 = 16_000;
+
+/// When the caller may cut the agent off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptionConfig {
+    /// Whether caller speech interrupts at all (off: half duplex, for a speaker without
+    /// echo cancellation).
+    pub enabled: bool,
+    /// How long the caller must speak over the agent before it stops, in milliseconds;
+    /// shorter sounds (a cough, "mm-hm") do not interrupt.
+    pub min_duration_ms: u64,
+}
+
+impl Default for InterruptionConfig {
+    fn default() -> Self {
+        InterruptionConfig {
+            enabled: true,
+            min_duration_ms: 500,
+        }
+    }
+}
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Speech start/end hysteresis.
+    pub speech: SpeechDetectorConfig,
+    /// Endpointing delays.
+    pub endpointing: EndpointingConfig,
+    /// Interruption rules.
+    pub interruption: InterruptionConfig,
+    /// Audio kept from before speech was detected, so first syllables reach STT.
+    pub preroll: Duration,
+    /// Length of one tick (and of each caller frame).
+    pub frame: Duration,
+    /// Sample rate of the agent's audio out.
+    pub output_rate: u32,
+    /// What the agent says when a transcription fails.
+    pub did_not_catch: String,
+}
+
+/// What goes into the pipeline.
+#[derive(Debug, Clone)]
+pub enum PipelineInput {
+    /// One caller frame (mono, [`CALLER_RATE`], one tick long) and whether VAD heard speech.
+    CallerFrame {
+        /// The audio.
+        frame: AudioFrame,
+        /// The VAD decision.
+        is_speech: bool,
+    },
+    /// A transcription finished.
+    Transcript {
+        /// Which utterance.
+        utterance: u64,
+        /// The text, or why it failed.
+        result: Result<String, String>,
+    },
+    /// Something the session reported.
+    Session(SessionEvent),
+    /// Synthesized audio for a sentence, already at the output rate.
+    SpeechAudio {
+        /// Which sentence.
+        sentence: u64,
+        /// The audio.
+        frame: AudioFrame,
+    },
+    /// A sentence's synthesis ended; with an error, it is skipped (kept as text).
+    SpeechFinished {
+        /// Which sentence.
+        sentence: u64,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+}
+
+/// What the pipeline asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineOutput {
+    /// Transcribe this utterance (mono, [`CALLER_RATE`]).
+    Transcribe {
+        /// Its id, echoed in [`PipelineInput::Transcript`].
+        utterance: u64,
+        /// The audio.
+        audio: AudioFrame,
+    },
+    /// Send this caller turn to the session.
+    UserTurn(String),
+    /// Synthesize this sentence.
+    Synthesize {
+        /// Its id, echoed in the speech inputs.
+        sentence: u64,
+        /// The text.
+        text: String,
+    },
+    /// Stop all synthesis in flight (its audio is no longer wanted).
+    CancelSynthesis,
+    /// Tell the session the caller interrupted, with what they heard.
+    Interrupt {
+        /// The played part of the reply.
+        heard: String,
+    },
+    /// Play this frame now (silence when the agent is quiet).
+    Play(AudioFrame),
+    /// The agent's state changed.
+    StateChanged(AgentState),
+    /// A turn ended; its report.
+    TurnEnded(Box<TurnReport>),
+}
+
+#[derive(Debug, Default)]
+struct Turn {
+    report: TurnReport,
+    clock: TurnClock,
+    speech_started: bool,
+}
+
+/// The pipeline's state.
+pub struct Pipeline {
+    config: PipelineConfig,
+    detector: SpeechDetector,
+    endpointing: Endpointing,
+    playout: Playout,
+    splitter: SentenceSplitter,
+    utterance: VecDeque<i16>,
+    in_speech: bool,
+    next_utterance: u64,
+    transcribing_since: Vec<(u64, Instant)>,
+    state: AgentState,
+    session_listening: bool,
+    awaiting_ack: bool,
+    streamed_chars: usize,
+    turn: Option<Turn>,
+    now: Duration,
+}
+
+impl Pipeline {
+    /// A pipeline in the listening state at stream time zero.
+    pub fn new(config: PipelineConfig) -> Self {
+        Pipeline {
+            detector: SpeechDetector::new(config.speech),
+            endpointing: Endpointing::new(config.endpointing),
+            playout: Playout::new(config.output_rate),
+            splitter: SentenceSplitter::default(),
+            utterance: VecDeque::new(),
+            in_speech: false,
+            next_utterance: 0,
+            transcribing_since: Vec::new(),
+            state: AgentState::Listening,
+            session_listening: false,
+            awaiting_ack: false,
+            streamed_chars: 0,
+            turn: None,
+            now: Duration::ZERO,
+            config,
+        }
+    }
+
+    /// The agent's state.
+    pub fn state(&self) -> AgentState {
+        self.state
+    }
+
+    /// The rate of the agent's audio out.
+    pub fn output_rate(&self) -> u32 {
+        self.config.output_rate
+    }
+
+    /// Stream time: the caller audio consumed so far.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Whether something is in flight that will produce more output without new caller
+    /// audio: a transcript, a reply, or agent audio still to come. (Faster-than-real-time
+    /// runs wait for it before feeding more audio.)
+    pub fn is_busy(&self) -> bool {
+        self.endpointing.is_transcribing()
+            || !self.session_listening
+            || self.playout.is_waiting_for_audio()
+    }
+
+    /// Whether the agent has audio ready to play.
+    pub fn has_audio(&self) -> bool {
+        self.playout.has_audio()
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: PipelineInput, wall: Instant) -> Vec<PipelineOutput> {
+        let mut out = Vec::new();
+        match input {
+            PipelineInput::CallerFrame { frame, is_speech } => {
+                self.caller_frame(frame, is_speech, wall, &mut out)
+            }
+            PipelineInput::Transcript { utterance, result } => {
+                self.transcript(utterance, result, wall, &mut out)
+            }
+            PipelineInput::Session(event) => self.session_event(event, wall, &mut out),
+            PipelineInput::SpeechAudio { sentence, frame } => {
+                if let Some(turn) = self.turn.as_mut() {
+                    turn.clock.first_tts_audio.get_or_insert(wall);
+                }
+                self.playout.add_audio(sentence, &frame);
+            }
+            PipelineInput::SpeechFinished {
+                sentence,
+                error: None,
+            } => self.playout.finish_sentence(sentence),
+            PipelineInput::SpeechFinished {
+                sentence,
+                error: Some(error),
+            } => {
+                tracing::warn!(%error, "speech synthesis failed; keeping the text");
+                if let Some(text) = self.playout.fail_sentence(sentence) {
+                    let turn = self.turn.get_or_insert_with(Turn::default);
+                    turn.report.unspoken.push(text);
+                }
+            }
+        }
+        out
+    }
+
+    /// Advances one tick: commits a finished turn, and plays the next frame.
+    pub fn tick(&mut self, wall: Instant) -> Vec<PipelineOutput> {
+        let mut out = Vec::new();
+        if let Some(committed) = self.endpointing.poll(self.now) {
+            let mut turn = Turn::default();
+            turn.report.caller_text = Some(committed.text.clone());
+            turn.report.caller_speech_end_s = Some(committed.speech_ended_at.as_secs_f64());
+            turn.clock.committed = Some(wall);
+            turn.clock.eou_delay = Some(committed.committed_at - committed.speech_ended_at);
+            turn.clock.stt = self.turn.take().and_then(|t| t.clock.stt);
+            self.turn = Some(turn);
+            self.session_listening = false;
+            self.set_state(AgentState::Thinking, &mut out);
+            out.push(PipelineOutput::UserTurn(committed.text));
+        }
+        let frame = self.config.frame;
+        let played = self.playout.pop(frame);
+        let start = self.now;
+        match played {
+            Some(audio) => {
+                let turn = self.turn.get_or_insert_with(Turn::default);
+                turn.clock.first_audio_out.get_or_insert(wall);
+                let end = start + frame;
+                let span = turn
+                    .report
+                    .agent_audio_s
+                    .get_or_insert((start.as_secs_f64(), end.as_secs_f64()));
+                span.1 = end.as_secs_f64();
+                self.set_state(AgentState::Speaking, &mut out);
+                out.push(PipelineOutput::Play(pad(
+                    audio,
+                    self.config.output_rate,
+                    frame,
+                )));
+            }
+            None => {
+                out.push(PipelineOutput::Play(AudioFrame::silence(
+                    self.config.output_rate,
+                    1,
+                    frame,
+                )));
+                if self.state == AgentState::Speaking && !self.playout.is_busy() {
+                    self.playout.reset_heard();
+                    self.set_state(
+                        if self.session_listening {
+                            AgentState::Listening
+                        } else {
+                            AgentState::Thinking
+                        },
+                        &mut out,
+                    );
+                }
+            }
+        }
+        self.finish_turn_if_done(&mut out);
+        out
+    }
+
+    fn caller_frame(
+        &mut self,
+        frame: AudioFrame,
+        is_speech: bool,
+        wall: Instant,
+        out: &mut Vec<PipelineOutput>,
+    ) {
+        let duration = frame.duration();
+        self.now += duration;
+        self.utterance.extend(frame.samples());
+        if !self.in_speech {
+            let keep = samples_for(CALLER_RATE, self.config.preroll + duration);
+            while self.utterance.len() > keep {
+                self.utterance.pop_front();
+            }
+        }
+        match self.detector.push(is_speech, duration) {
+            Some(SpeechEvent::Started { .. }) => {
+                self.in_speech = true;
+                self.endpointing.speech_started();
+            }
+            Some(SpeechEvent::Ended { ended_at, .. }) => {
+                self.in_speech = false;
+                self.endpointing.speech_ended(ended_at);
+                let utterance = self.next_utterance;
+                self.next_utterance += 1;
+                let samples: Vec<i16> = self.utterance.drain(..).collect();
+                self.transcribing_since.push((utterance, wall));
+                out.push(PipelineOutput::Transcribe {
+                    utterance,
+                    audio: AudioFrame::mono(samples, CALLER_RATE),
+                });
+            }
+            None => {}
+        }
+        self.check_interruption(out);
+    }
+
+    fn check_interruption(&mut self, out: &mut Vec<PipelineOutput>) {
+        let rules = self.config.interruption;
+        let agent_active = self.state != AgentState::Listening;
+        if !rules.enabled
+            || !agent_active
+            || self.awaiting_ack
+            || !self.detector.is_speaking()
+            || self.detector.speech_duration_so_far() < Duration::from_millis(rules.min_duration_ms)
+        {
+            return;
+        }
+        let heard = self.playout.interrupt();
+        self.splitter = SentenceSplitter::default();
+        self.streamed_chars = 0;
+        self.awaiting_ack = true;
+        out.push(PipelineOutput::CancelSynthesis);
+        out.push(PipelineOutput::Interrupt {
+            heard: heard.clone(),
+        });
+        if let Some(mut turn) = self.turn.take() {
+            turn.report.interrupted = true;
+            turn.report.heard = Some(heard);
+            out.push(PipelineOutput::TurnEnded(Box::new(finish(turn))));
+        }
+        self.set_state(AgentState::Listening, out);
+    }
+
+    fn transcript(
+        &mut self,
+        utterance: u64,
+        result: Result<String, String>,
+        wall: Instant,
+        out: &mut Vec<PipelineOutput>,
+    ) {
+        let started = self
+            .transcribing_since
+            .iter()
+            .position(|(id, _)| *id == utterance)
+            .map(|index| self.transcribing_since.remove(index).1);
+        let turn = self.turn.get_or_insert_with(Turn::default);
+        if let Some(started) = started {
+            turn.clock.stt = Some(wall.saturating_duration_since(started));
+        }
+        match result {
+            Ok(text) => self.endpointing.transcript(&text),
+            Err(error) => {
+                tracing::warn!(%error, "transcription failed");
+                self.endpointing.transcript_failed();
+                let text = self.config.did_not_catch.clone();
+                turn.report.agent_text.push_str(&text);
+                self.synthesize(&text, wall, out);
+                self.set_state(AgentState::Speaking, out);
+            }
+        }
+    }
+
+    fn session_event(&mut self, event: SessionEvent, wall: Instant, out: &mut Vec<PipelineOutput>) {
+        match event {
+            SessionEvent::TextDelta { text } if !self.awaiting_ack => {
+                let turn = self.turn.get_or_insert_with(Turn::default);
+                turn.clock.first_token.get_or_insert(wall);
+                self.streamed_chars += text.len();
+                for sentence in self.splitter.push(&text) {
+                    self.synthesize(&sentence, wall, out);
+                }
+            }
+            SessionEvent::AgentMessage { text } if !self.awaiting_ack => {
+                if self.streamed_chars == 0 {
+                    for sentence in self.splitter.push(&text) {
+                        self.synthesize(&sentence, wall, out);
+                    }
+                }
+                if let Some(rest) = self.splitter.finish() {
+                    self.synthesize(&rest, wall, out);
+                }
+                self.streamed_chars = 0;
+                let turn = self.turn.get_or_insert_with(Turn::default);
+                if !turn.report.agent_text.is_empty() {
+                    turn.report.agent_text.push(' ');
+                }
+                turn.report.agent_text.push_str(&text);
+            }
+            SessionEvent::ReplyInterrupted { .. } => {
+                self.awaiting_ack = false;
+                self.splitter = SentenceSplitter::default();
+                self.streamed_chars = 0;
+            }
+            SessionEvent::AgentStateChanged { state } => {
+                self.session_listening = state == AgentState::Listening;
+                if !self.session_listening && self.state == AgentState::Listening {
+                    self.set_state(AgentState::Thinking, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn synthesize(&mut self, text: &str, wall: Instant, out: &mut Vec<PipelineOutput>) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let sentence = self.playout.add_sentence(text);
+        let turn = self.turn.get_or_insert_with(Turn::default);
+        turn.clock.first_tts_request.get_or_insert(wall);
+        out.push(PipelineOutput::Synthesize {
+            sentence,
+            text: text.to_string(),
+        });
+    }
+
+    fn finish_turn_if_done(&mut self, out: &mut Vec<PipelineOutput>) {
+        let done = self.session_listening
+            && !self.playout.is_busy()
+            && !self.endpointing.is_transcribing()
+            && self.endpointing.deadline().is_none();
+        let has_reply = self
+            .turn
+            .as_ref()
+            .is_some_and(|turn| !turn.report.agent_text.is_empty() || turn.speech_started);
+        if done && has_reply {
+            if let Some(turn) = self.turn.take() {
+                out.push(PipelineOutput::TurnEnded(Box::new(finish(turn))));
+            }
+            if self.state != AgentState::Listening {
+                self.set_state(AgentState::Listening, out);
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: AgentState, out: &mut Vec<PipelineOutput>) {
+        if self.state != state {
+            self.state = state;
+            out.push(PipelineOutput::StateChanged(state));
+        }
+    }
+}
+
+fn finish(turn: Turn) -> TurnReport {
+    let mut report = turn.report;
+    report.metrics = turn.clock.metrics();
+    report
+}
+
+/// Pads a short frame with silence to exactly one tick.
+fn pad(frame: AudioFrame, rate: u32, duration: Duration) -> AudioFrame {
+    let wanted = samples_for(rate, duration);
+    let mut samples = frame.into_samples();
+    samples.resize(wanted.max(samples.len()), 0);
+    AudioFrame::mono(samples, rate)
+}
