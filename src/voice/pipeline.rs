@@ -493,3 +493,285 @@ fn pad(frame: AudioFrame, rate: u32, duration: Duration) -> AudioFrame {
     samples.resize(wanted.max(samples.len()), 0);
     AudioFrame::mono(samples, rate)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: Duration = Duration::from_millis(20);
+
+    fn config() -> PipelineConfig {
+        PipelineConfig {
+            speech: SpeechDetectorConfig::default(),
+            endpointing: EndpointingConfig::default(),
+            interruption: InterruptionConfig::default(),
+            preroll: Duration::from_millis(200),
+            frame: FRAME,
+            output_rate: 1000,
+            did_not_catch: "Sorry, I didn't catch that.".into(),
+        }
+    }
+
+    struct Harness {
+        pipeline: Pipeline,
+        wall: Instant,
+        outputs: Vec<PipelineOutput>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let mut harness = Harness {
+                pipeline: Pipeline::new(config()),
+                wall: Instant::now(),
+                outputs: Vec::new(),
+            };
+            harness.input(PipelineInput::Session(SessionEvent::AgentStateChanged {
+                state: AgentState::Listening,
+            }));
+            harness
+        }
+
+        fn input(&mut self, input: PipelineInput) {
+            let out = self.pipeline.handle(input, self.wall);
+            self.outputs.extend(out);
+        }
+
+        /// Caller frames for `ms`, speech or not, with a tick after each.
+        fn caller(&mut self, ms: u64, speech: bool) {
+            for _ in 0..ms / 20 {
+                self.wall += FRAME;
+                let frame = AudioFrame::mono(vec![if speech { 1000 } else { 0 }; 320], CALLER_RATE);
+                self.input(PipelineInput::CallerFrame {
+                    frame,
+                    is_speech: speech,
+                });
+                let out = self.pipeline.tick(self.wall);
+                self.outputs.extend(out);
+            }
+        }
+
+        fn take(&mut self) -> Vec<PipelineOutput> {
+            std::mem::take(&mut self.outputs)
+        }
+
+        fn session(&mut self, event: SessionEvent) {
+            self.input(PipelineInput::Session(event));
+        }
+    }
+
+    fn non_silent_frames(outputs: &[PipelineOutput]) -> usize {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, PipelineOutput::Play(f) if f.samples().iter().any(|&s| s != 0)))
+            .count()
+    }
+
+    /// The caller says something, it is transcribed, and the turn is committed.
+    fn caller_turn(h: &mut Harness, text: &str) {
+        h.caller(600, true);
+        h.caller(600, false);
+        let utterance = h
+            .take()
+            .into_iter()
+            .find_map(|o| match o {
+                PipelineOutput::Transcribe { utterance, audio } => {
+                    assert!(audio.duration() >= Duration::from_millis(600));
+                    Some(utterance)
+                }
+                _ => None,
+            })
+            .expect("an utterance to transcribe");
+        h.input(PipelineInput::Transcript {
+            utterance,
+            result: Ok(text.to_string()),
+        });
+        h.caller(400, false);
+        let turn = h.take().into_iter().find_map(|o| match o {
+            PipelineOutput::UserTurn(text) => Some(text),
+            _ => None,
+        });
+        assert_eq!(turn.as_deref(), Some(text));
+        h.session(SessionEvent::AgentStateChanged {
+            state: AgentState::Thinking,
+        });
+    }
+
+    /// The session replies with one sentence and its audio (`ms` long) arrives.
+    fn reply(h: &mut Harness, text: &str, ms: u64) -> u64 {
+        h.session(SessionEvent::TextDelta { text: text.into() });
+        h.session(SessionEvent::AgentMessage { text: text.into() });
+        let sentence = h
+            .take()
+            .into_iter()
+            .find_map(|o| match o {
+                PipelineOutput::Synthesize { sentence, .. } => Some(sentence),
+                _ => None,
+            })
+            .expect("a sentence to synthesize");
+        h.session(SessionEvent::AgentStateChanged {
+            state: AgentState::Listening,
+        });
+        let samples = (ms as usize) * 1000 / 1000;
+        h.input(PipelineInput::SpeechAudio {
+            sentence,
+            frame: AudioFrame::mono(vec![500; samples], 1000),
+        });
+        h.input(PipelineInput::SpeechFinished {
+            sentence,
+            error: None,
+        });
+        sentence
+    }
+
+    #[test]
+    fn a_caller_turn_is_transcribed_committed_answered_and_played() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "Two tiramisu, please.");
+        reply(&mut h, "Two tiramisu, coming up.", 400);
+        h.caller(1000, false);
+        let out = h.take();
+        assert_eq!(non_silent_frames(&out), 20);
+        let report = out
+            .iter()
+            .find_map(|o| match o {
+                PipelineOutput::TurnEnded(report) => Some(report.clone()),
+                _ => None,
+            })
+            .expect("the turn ended");
+        assert_eq!(report.caller_text.as_deref(), Some("Two tiramisu, please."));
+        assert_eq!(report.agent_text, "Two tiramisu, coming up.");
+        assert!(!report.interrupted);
+        let eou = report.metrics.end_of_utterance_delay.unwrap();
+        assert!(
+            eou >= Duration::from_millis(300) && eou <= Duration::from_millis(900),
+            "{eou:?}"
+        );
+        assert!(out.contains(&PipelineOutput::StateChanged(AgentState::Speaking)));
+        assert_eq!(h.pipeline.state(), AgentState::Listening);
+    }
+
+    #[test]
+    fn talking_over_the_agent_stops_its_audio_within_a_frame_and_reports_what_was_heard() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "What are the specials?");
+        reply(
+            &mut h,
+            "one two three four five six seven eight nine ten",
+            2000,
+        );
+        h.caller(400, false);
+        assert_eq!(non_silent_frames(&h.take()), 20);
+        // the caller talks over the agent: after min_speech + min_duration the agent stops
+        let mut frames_until_stop = 0;
+        let mut interrupted = None;
+        for _ in 0..50 {
+            h.caller(20, true);
+            let out = h.take();
+            if let Some(heard) = out.iter().find_map(|o| match o {
+                PipelineOutput::Interrupt { heard } => Some(heard.clone()),
+                _ => None,
+            }) {
+                assert!(out.contains(&PipelineOutput::CancelSynthesis));
+                assert_eq!(
+                    non_silent_frames(&out),
+                    0,
+                    "the interrupting tick plays silence"
+                );
+                interrupted = Some(heard);
+                break;
+            }
+            frames_until_stop += 1;
+        }
+        let heard = interrupted.expect("an interruption");
+        assert!(heard.starts_with("one two"), "{heard}");
+        assert!(!heard.contains("ten"), "{heard}");
+        // speech must last min_duration (500 ms) counted from its start
+        assert!(
+            (24..=27).contains(&frames_until_stop),
+            "{frames_until_stop}"
+        );
+        h.caller(200, true);
+        assert_eq!(
+            non_silent_frames(&h.take()),
+            0,
+            "no agent audio after the interruption"
+        );
+    }
+
+    #[test]
+    fn a_short_cough_does_not_interrupt() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "Hello?");
+        reply(&mut h, "Welcome to Bella Vista, what can I get you?", 2000);
+        h.caller(200, false);
+        h.caller(200, true);
+        h.caller(800, false);
+        let out = h.take();
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, PipelineOutput::Interrupt { .. }))
+        );
+        assert_eq!(non_silent_frames(&out), 60);
+    }
+
+    #[test]
+    fn a_failed_transcription_makes_the_agent_say_it_did_not_catch_that() {
+        let mut h = Harness::new();
+        h.caller(600, true);
+        h.caller(600, false);
+        let utterance = h
+            .take()
+            .into_iter()
+            .find_map(|o| match o {
+                PipelineOutput::Transcribe { utterance, .. } => Some(utterance),
+                _ => None,
+            })
+            .unwrap();
+        h.input(PipelineInput::Transcript {
+            utterance,
+            result: Err("timed out".into()),
+        });
+        let out = h.take();
+        assert!(out.iter().any(|o| matches!(o,
+            PipelineOutput::Synthesize { text, .. } if text == "Sorry, I didn't catch that.")));
+        h.caller(2000, false);
+        assert!(
+            !h.take()
+                .iter()
+                .any(|o| matches!(o, PipelineOutput::UserTurn(_)))
+        );
+    }
+
+    #[test]
+    fn sentences_are_synthesized_as_soon_as_they_are_complete() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "Hi.");
+        h.session(SessionEvent::TextDelta {
+            text: "Welcome to Bella Vista. What would".into(),
+        });
+        let first: Vec<_> = h
+            .take()
+            .into_iter()
+            .filter_map(|o| match o {
+                PipelineOutput::Synthesize { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(first, vec!["Welcome to Bella Vista."]);
+        h.session(SessionEvent::TextDelta {
+            text: " you like?".into(),
+        });
+        h.session(SessionEvent::AgentMessage {
+            text: "Welcome to Bella Vista. What would you like?".into(),
+        });
+        let rest: Vec<_> = h
+            .take()
+            .into_iter()
+            .filter_map(|o| match o {
+                PipelineOutput::Synthesize { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rest, vec!["What would you like?"]);
+    }
+}
