@@ -65,6 +65,21 @@ pub struct PipelineConfig {
     pub did_not_catch: String,
 }
 
+impl Default for PipelineConfig {
+    /// Defaults that suit a phone call: 20 ms frames, 300 ms of pre-roll, output at 24 kHz.
+    fn default() -> Self {
+        PipelineConfig {
+            speech: SpeechDetectorConfig::default(),
+            endpointing: EndpointingConfig::default(),
+            interruption: InterruptionConfig::default(),
+            preroll: Duration::from_millis(300),
+            frame: Duration::from_millis(20),
+            output_rate: 24_000,
+            did_not_catch: "Sorry, I didn't catch that. Could you say it again?".into(),
+        }
+    }
+}
+
 /// What goes into the pipeline.
 #[derive(Debug, Clone)]
 pub enum PipelineInput {

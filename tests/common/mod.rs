@@ -4,3 +4,4 @@
 pub mod bella;
 pub mod openai_server;
 pub mod speech;
+pub mod voice;
