@@ -9,6 +9,12 @@ use serde::Deserialize;
 use crate::agent::SessionOptions;
 use crate::bella_vista::order::OrderLimits;
 use crate::llm::openai::OpenAiSettings;
+use crate::voice::endpointing::EndpointingConfig;
+use crate::voice::pipeline::{InterruptionConfig, PipelineConfig};
+use crate::voice::speech_detector::SpeechDetectorConfig;
+use crate::voice::stt::OpenAiSttSettings;
+use crate::voice::tts::OpenAiTtsSettings;
+use crate::voice::vad::VadAggressiveness;
 
 /// The built-in defaults (the repository's `config/default.toml`).
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -76,6 +82,43 @@ pub struct SessionConfig {
     pub max_tool_steps: usize,
 }
 
+/// Voice pipeline settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceConfig {
+    /// Transcription model.
+    pub stt_model: String,
+    /// Language hint for transcription.
+    #[serde(default)]
+    pub stt_language: Option<String>,
+    /// Transcription server, when not the model server.
+    #[serde(default)]
+    pub stt_base_url: Option<String>,
+    /// Transcription time-out in milliseconds.
+    pub stt_timeout_ms: u64,
+    /// Speech model.
+    pub tts_model: String,
+    /// Voice name.
+    pub tts_voice: String,
+    /// Rate of the PCM the speech server sends.
+    pub tts_sample_rate: u32,
+    /// Speech server, when not the model server.
+    #[serde(default)]
+    pub tts_base_url: Option<String>,
+    /// Speech first-byte time-out in milliseconds.
+    pub tts_first_byte_timeout_ms: u64,
+    /// VAD aggressiveness.
+    pub vad_aggressiveness: VadAggressiveness,
+    /// Pre-roll in milliseconds.
+    pub preroll_ms: u64,
+    /// Speech start/end hysteresis.
+    pub speech: SpeechDetectorConfig,
+    /// Endpointing delays.
+    pub endpointing: EndpointingConfig,
+    /// Interruptions.
+    pub interruption: InterruptionConfig,
+}
+
 /// File locations.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +140,8 @@ pub struct Config {
     pub llm: LlmConfig,
     /// The conversation engine.
     pub session: SessionConfig,
+    /// The voice pipeline.
+    pub voice: VoiceConfig,
     /// Order rules.
     pub order: OrderLimits,
     /// Files.
@@ -200,6 +245,51 @@ impl Config {
             initial_backoff: ms(self.llm.initial_backoff_ms),
             max_backoff: ms(self.llm.max_backoff_ms),
         })
+    }
+
+    /// Transcription settings (same server and key as the model unless overridden).
+    pub fn stt_settings(&self) -> OpenAiSttSettings {
+        OpenAiSttSettings {
+            base_url: self
+                .voice
+                .stt_base_url
+                .clone()
+                .or(self.llm.base_url.clone()),
+            api_key: self.llm.api_key.clone(),
+            model: self.voice.stt_model.clone(),
+            language: self.voice.stt_language.clone(),
+            timeout: Duration::from_millis(self.voice.stt_timeout_ms),
+            ..OpenAiSttSettings::default()
+        }
+    }
+
+    /// Speech settings (same server and key as the model unless overridden).
+    pub fn tts_settings(&self) -> OpenAiTtsSettings {
+        OpenAiTtsSettings {
+            base_url: self
+                .voice
+                .tts_base_url
+                .clone()
+                .or(self.llm.base_url.clone()),
+            api_key: self.llm.api_key.clone(),
+            model: self.voice.tts_model.clone(),
+            voice: self.voice.tts_voice.clone(),
+            sample_rate: self.voice.tts_sample_rate,
+            first_byte_timeout: Duration::from_millis(self.voice.tts_first_byte_timeout_ms),
+            ..OpenAiTtsSettings::default()
+        }
+    }
+
+    /// The pipeline settings, with what to say when a transcription fails.
+    pub fn pipeline_config(&self, did_not_catch: &str) -> PipelineConfig {
+        PipelineConfig {
+            speech: self.voice.speech,
+            endpointing: self.voice.endpointing,
+            interruption: self.voice.interruption,
+            preroll: Duration::from_millis(self.voice.preroll_ms),
+            did_not_catch: did_not_catch.to_string(),
+            ..PipelineConfig::default()
+        }
     }
 
     /// The engine settings, with the apology and summary prompts given.

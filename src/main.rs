@@ -13,7 +13,13 @@ use bella_vista::bella_vista::store::OrderStore;
 use bella_vista::bella_vista::{Restaurant, order_taker};
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::io::console::{self, ConsoleRenderer};
+use bella_vista::io::file_audio::{FileInput, Recording};
+use bella_vista::io::wav::{read_wav, write_wav};
 use bella_vista::llm::openai::OpenAiLlm;
+use bella_vista::voice::call::{Pace, VoiceServices, run_call};
+use bella_vista::voice::stt::OpenAiStt;
+use bella_vista::voice::tts::OpenAiTts;
+use bella_vista::voice::vad::VadPool;
 use clap::{Parser, Subcommand};
 
 /// Bella Vista: the voice agent that takes restaurant orders.
@@ -41,6 +47,22 @@ struct Cli {
 enum Command {
     /// A text conversation in the terminal (one caller turn per line when piped).
     Console,
+    /// One call from a WAV file: the caller's audio in, the agent's audio and a JSON report
+    /// (each turn's transcript, reply and latencies) out.
+    Simulate {
+        /// The caller's audio (WAV, any rate).
+        #[arg(long)]
+        caller: PathBuf,
+        /// Where to write the agent's audio (WAV).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the report (JSON).
+        #[arg(long)]
+        report: PathBuf,
+        /// Run faster than real time (provider waits take no call time).
+        #[arg(long)]
+        fast: bool,
+    },
     /// The stored orders.
     Orders {
         #[command(subcommand)]
@@ -96,6 +118,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Console => run_console(&config),
+        Command::Simulate {
+            caller,
+            out,
+            report,
+            fast,
+        } => simulate(&config, &caller, &out, &report, fast),
         Command::Orders {
             command: OrdersCommand::List { json },
         } => list_orders(&config, json),
@@ -133,6 +161,62 @@ fn run_console(config: &Config) -> anyhow::Result<()> {
         let styled = std::io::stdout().is_terminal();
         let mut renderer = ConsoleRenderer::new(std::io::stdout(), styled);
         console::run(session, tokio::io::stdin(), &mut renderer, interactive).await?;
+        Ok(())
+    })
+}
+
+fn voice_services(config: &Config, restaurant: &Restaurant) -> anyhow::Result<VoiceServices> {
+    let mut vocabulary = vec!["Bella Vista".to_string()];
+    vocabulary.extend(restaurant.menu.item_names().into_iter().map(str::to_string));
+    Ok(VoiceServices {
+        stt: Arc::new(OpenAiStt::new(config.stt_settings())?),
+        tts: Arc::new(OpenAiTts::new(config.tts_settings())?),
+        vad: VadPool::start(config.voice.vad_aggressiveness),
+        vocabulary,
+    })
+}
+
+fn start_session(
+    config: &Config,
+    restaurant: &Arc<Restaurant>,
+    llm: OpenAiLlm,
+) -> bella_vista::agent::SessionHandle {
+    let options = config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
+    AgentSession::new(llm)
+        .options(options)
+        .start(order_taker(restaurant.clone()))
+}
+
+fn simulate(
+    config: &Config,
+    caller: &std::path::Path,
+    out: &std::path::Path,
+    report_path: &std::path::Path,
+    fast: bool,
+) -> anyhow::Result<()> {
+    let settings = config.openai_settings()?;
+    let restaurant = restaurant(config)?;
+    let audio = read_wav(caller).with_context(|| format!("reading {}", caller.display()))?;
+    let pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let services = voice_services(config, &restaurant)?;
+        let session = start_session(config, &restaurant, OpenAiLlm::new(settings)?);
+        let input = FileInput::new(&audio, pipeline.frame, !fast);
+        let output = Recording::new(config.voice.tts_sample_rate);
+        let pace = if fast { Pace::Fast } else { Pace::RealTime };
+        let (report, recording) =
+            run_call(session, &services, pipeline, input, output, pace).await?;
+        write_wav(out, &recording.into_frame())
+            .with_context(|| format!("writing {}", out.display()))?;
+        std::fs::write(report_path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", report_path.display()))?;
+        eprintln!(
+            "{} turns, {:.1} s of call; report in {}",
+            report.turns.len(),
+            report.duration_s,
+            report_path.display()
+        );
         Ok(())
     })
 }

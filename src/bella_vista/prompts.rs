@@ -37,6 +37,8 @@ pub struct Prompts {
     pub summary: String,
     /// What the caller hears when the model is unreachable.
     pub apology: String,
+    /// What the caller hears when their words could not be transcribed.
+    pub did_not_catch: String,
 }
 
 macro_rules! embedded {
@@ -45,7 +47,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 10] = [
+const EMBEDDED: [(&str, &str); 11] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -56,6 +58,7 @@ const EMBEDDED: [(&str, &str); 10] = [
     embedded!("review_order_enter"),
     embedded!("summary"),
     embedded!("apology"),
+    embedded!("did_not_catch"),
 ];
 
 impl Default for Prompts {
@@ -106,6 +109,7 @@ impl Prompts {
             review_order_enter: get("review_order_enter"),
             summary: get("summary"),
             apology: get("apology"),
+            did_not_catch: get("did_not_catch"),
         }
     }
 }

@@ -187,6 +187,7 @@ pub async fn run_call<I: AudioInput, O: AudioOutput>(
         turns: driver.turns,
         states: driver.states,
     };
+    tracing::info!(duration_s, summary = ?report.summary, "call ended");
     Ok((report, output))
 }
 
