@@ -173,7 +173,12 @@ pub struct Pipeline {
     streamed_chars: usize,
     turn: Option<Turn>,
     now: Duration,
+    deaf_until: Duration,
 }
+
+/// How long a half-duplex pipeline keeps ignoring the caller after the agent stops
+/// speaking (the room's echo of the last syllable).
+const ECHO_TAIL: Duration = Duration::from_millis(300);
 
 impl Pipeline {
     /// A pipeline in the listening state at stream time zero.
@@ -193,6 +198,7 @@ impl Pipeline {
             streamed_chars: 0,
             turn: None,
             now: Duration::ZERO,
+            deaf_until: Duration::ZERO,
             config,
         }
     }
@@ -328,6 +334,15 @@ impl Pipeline {
     ) {
         let duration = frame.duration();
         self.now += duration;
+        // Half duplex: while the agent speaks (and a moment after), the microphone hears
+        // the speaker, not the caller.
+        let deaf = !self.config.interruption.enabled
+            && (self.state == AgentState::Speaking || self.now <= self.deaf_until);
+        let (frame, is_speech) = if deaf {
+            (AudioFrame::silence(CALLER_RATE, 1, duration), false)
+        } else {
+            (frame, is_speech)
+        };
         self.utterance.extend(frame.samples());
         if !self.in_speech {
             let keep = samples_for(CALLER_RATE, self.config.preroll + duration);
@@ -488,6 +503,9 @@ impl Pipeline {
     }
 
     fn set_state(&mut self, state: AgentState, out: &mut Vec<PipelineOutput>) {
+        if self.state == AgentState::Speaking && state != AgentState::Speaking {
+            self.deaf_until = self.now + ECHO_TAIL;
+        }
         if self.state != state {
             self.state = state;
             out.push(PipelineOutput::StateChanged(state));
@@ -725,6 +743,26 @@ mod tests {
         assert!(
             !out.iter()
                 .any(|o| matches!(o, PipelineOutput::Interrupt { .. }))
+        );
+        assert_eq!(non_silent_frames(&out), 60);
+    }
+
+    #[test]
+    fn half_duplex_ignores_the_caller_while_the_agent_speaks() {
+        let mut h = Harness::new();
+        h.pipeline.config.interruption.enabled = false;
+        caller_turn(&mut h, "Hello?");
+        reply(&mut h, "Welcome to Bella Vista, what can I get you?", 2000);
+        h.caller(200, false);
+        h.caller(1000, true);
+        let out = h.take();
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, PipelineOutput::Interrupt { .. }))
+        );
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, PipelineOutput::Transcribe { .. }))
         );
         assert_eq!(non_silent_frames(&out), 60);
     }
