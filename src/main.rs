@@ -14,6 +14,7 @@ use bella_vista::bella_vista::{Restaurant, order_taker};
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
+use bella_vista::io::local;
 use bella_vista::io::wav::{read_wav, write_wav};
 use bella_vista::llm::openai::OpenAiLlm;
 use bella_vista::voice::call::{Pace, VoiceServices, run_call};
@@ -39,8 +40,24 @@ struct Cli {
     /// Menu file (overrides paths.menu).
     #[arg(long, global = true)]
     menu: Option<PathBuf>,
+    /// Talk to the agent through this computer's microphone and speaker.
+    #[arg(long, conflicts_with = "list_devices")]
+    local: bool,
+    /// List audio devices (for --input-device and --output-device).
+    #[arg(long)]
+    list_devices: bool,
+    /// Microphone to use with --local (name or part of it; default device when absent).
+    #[arg(long, requires = "local")]
+    input_device: Option<String>,
+    /// Speaker to use with --local.
+    #[arg(long, requires = "local")]
+    output_device: Option<String>,
+    /// Let the caller interrupt the agent with --local. Use it with a headset: without
+    /// echo cancellation the agent would hear itself through the speaker. Off: half duplex.
+    #[arg(long, requires = "local")]
+    barge_in: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,7 +133,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = cli.menu {
         config.paths.menu = path;
     }
-    match cli.command {
+    if cli.list_devices {
+        return list_devices();
+    }
+    if cli.local {
+        let devices = LocalDevices {
+            input: cli.input_device,
+            output: cli.output_device,
+            barge_in: cli.barge_in,
+        };
+        return run_local(&config, devices);
+    }
+    let Some(command) = cli.command else {
+        anyhow::bail!(
+            "nothing to do: give a command (console, simulate, orders) or --local; see --help"
+        );
+    };
+    match command {
         Command::Console => run_console(&config),
         Command::Simulate {
             caller,
@@ -217,6 +250,52 @@ fn simulate(
             report.duration_s,
             report_path.display()
         );
+        Ok(())
+    })
+}
+
+fn list_devices() -> anyhow::Result<()> {
+    for device in local::list_devices()? {
+        println!("{device}");
+    }
+    Ok(())
+}
+
+/// The devices and duplex mode asked for with --local.
+struct LocalDevices {
+    input: Option<String>,
+    output: Option<String>,
+    barge_in: bool,
+}
+
+fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
+    let settings = config.openai_settings()?;
+    let restaurant = restaurant(config)?;
+    let (input, output) = local::open(devices.input.as_deref(), devices.output.as_deref())?;
+    let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+    pipeline.interruption.enabled = devices.barge_in;
+    eprintln!(
+        "Talking through {} and {}{}. Ctrl-C ends the call.",
+        input.device(),
+        output.device(),
+        if devices.barge_in {
+            " (barge-in on)"
+        } else {
+            " (half duplex)"
+        }
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let services = voice_services(config, &restaurant)?;
+        let session = start_session(config, &restaurant, OpenAiLlm::new(settings)?);
+        let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
+        tokio::select! {
+            finished = call => {
+                let (report, _) = finished?;
+                eprintln!("{}", serde_json::to_string_pretty(&report.summary)?);
+            }
+            _ = tokio::signal::ctrl_c() => eprintln!("call ended"),
+        }
         Ok(())
     })
 }

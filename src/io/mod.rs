@@ -3,4 +3,5 @@
 
 pub mod console;
 pub mod file_audio;
+pub mod local;
 pub mod wav;
