@@ -1,7 +1,7 @@
 //! Bella Vista: the restaurant application built on the framework: the menu, orders in
 //! integer cents, the order-taking tasks, and the order store.
 //!
-//! [`order_taker`] is the entry point: an [`Agent`](crate::agent::Agent) whose
+//! [`order_taker()`] is the entry point: an [`Agent`](crate::agent::Agent) whose
 //! `take_order` tool runs the order as a task group (see [`order_flow`]).
 
 mod check_menu;

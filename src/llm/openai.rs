@@ -1,8 +1,8 @@
 //! The [`Llm`] for any OpenAI-compatible Chat Completions server: OpenAI, Groq, vLLM,
 //! the llama.cpp server, Ollama.
 //!
-//! Replies are streamed: text arrives as [`LlmEvent::TextDelta`]s while the model writes,
-//! tool calls as complete [`LlmEvent::ToolCall`]s once the response is finished. A request
+//! Replies are streamed: text arrives as [`LlmEvent::TextDelta`](super::LlmEvent::TextDelta)s while the model writes,
+//! tool calls as complete [`LlmEvent::ToolCall`](super::LlmEvent::ToolCall)s once the response is finished. A request
 //! that fails with a retryable error (time-out, broken connection, 429, 5xx) is retried with
 //! exponential back-off, but only while nothing has reached the consumer: once text went
 //! out, a failure ends the stream with the error, so text is never repeated.
@@ -29,7 +29,9 @@
 //! # }
 //! ```
 
+pub mod http;
 mod response_stream;
+pub mod retry;
 mod tool_call_assembler;
 mod transport;
 mod wire_request;
@@ -39,15 +41,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_openai::Client;
-use async_openai::config::{OPENAI_API_BASE, OpenAIConfig};
+use async_openai::config::OpenAIConfig;
 
+use self::http::Endpoint;
 use self::response_stream::{Limits, response_stream};
 use self::transport::Transport;
 use self::wire_request::wire_request;
 use super::{ChatRequest, Llm, LlmError, LlmStream};
-
-/// Sent as the API key to servers that need none (local servers behind `base_url`).
-const PLACEHOLDER_API_KEY: &str = "no-key";
 
 /// Where and how to reach an OpenAI-compatible server.
 ///
@@ -135,34 +135,12 @@ impl OpenAiLlm {
     /// server, when the key cannot be sent in a header, or when the HTTP client cannot be
     /// built.
     pub fn new(settings: OpenAiSettings) -> Result<Self, LlmError> {
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .map(|url| url.trim().trim_end_matches('/'))
-            .filter(|url| !url.is_empty());
-        let api_key = settings
-            .api_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|key| !key.is_empty());
-        let api_key = match (api_key, base_url) {
-            (Some(key), _) if key.chars().any(char::is_control) => {
-                return Err(LlmError::Connection(
-                    "the API key contains control characters".to_owned(),
-                ));
-            }
-            (Some(key), _) => key,
-            (None, Some(_)) => PLACEHOLDER_API_KEY,
-            (None, None) => {
-                return Err(LlmError::Connection(
-                    "an API key is required for OpenAI's server (or set a base URL)".to_owned(),
-                ));
-            }
-        };
+        let endpoint = Endpoint::new(settings.base_url.as_deref(), settings.api_key.as_deref())
+            .map_err(|error| LlmError::Connection(error.to_string()))?;
         // Org and project are cleared: async-openai would read them from the environment.
         let config = OpenAIConfig::new()
-            .with_api_base(base_url.unwrap_or(OPENAI_API_BASE))
-            .with_api_key(api_key)
+            .with_api_base(endpoint.base_url())
+            .with_api_key(endpoint.api_key())
             .with_org_id("")
             .with_project_id("");
         let transport = Transport::new(settings.connect_timeout)?;

@@ -34,15 +34,11 @@ use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use tokio::time::{sleep, timeout};
+use tokio::time::timeout;
 
 use super::audio::AudioFrame;
-
-/// OpenAI's API base URL.
-const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
-
-/// Sent as the API key to servers that need none (local servers behind `base_url`).
-const PLACEHOLDER_API_KEY: &str = "no-key";
+use crate::llm::openai::http::{self, Endpoint, HttpFailure, describe, truncated};
+use crate::llm::openai::retry::{Backoff, Retries};
 
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
@@ -50,9 +46,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// Longest vocabulary hint, in characters; terms past it are left out. (OpenAI's Whisper
 /// reads only the last 224 tokens of a prompt.)
 pub const MAX_PROMPT_CHARS: usize = 800;
-
-/// Longest server error text kept in an error.
-const MAX_MESSAGE_CHARS: usize = 600;
 
 /// The future [`Stt::transcribe`] returns.
 pub type SttFuture = Pin<Box<dyn Future<Output = Result<Transcript, SttError>> + Send>>;
@@ -98,7 +91,7 @@ impl SttError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SttError::Timeout(_) | SttError::Connection(_) => true,
-            SttError::Http { status, .. } => *status == 429 || *status >= 500,
+            SttError::Http { status, .. } => http::is_retryable_status(*status),
             SttError::Settings(_) | SttError::Audio(_) | SttError::InvalidResponse(_) => false,
         }
     }
@@ -183,41 +176,13 @@ impl OpenAiStt {
     /// Fails with [`SttError::Settings`] when no API key is given for OpenAI's own server,
     /// when the key contains control characters, or when the HTTP client cannot be built.
     pub fn new(settings: OpenAiSttSettings) -> Result<Self, SttError> {
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .map(|url| url.trim().trim_end_matches('/'))
-            .filter(|url| !url.is_empty());
-        let api_key = settings
-            .api_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|key| !key.is_empty());
-        let api_key = match (api_key, base_url) {
-            (Some(key), _) if key.chars().any(char::is_control) => {
-                return Err(SttError::Settings(
-                    "the API key contains control characters".to_owned(),
-                ));
-            }
-            (Some(key), _) => key,
-            (None, Some(_)) => PLACEHOLDER_API_KEY,
-            (None, None) => {
-                return Err(SttError::Settings(
-                    "an API key is required for OpenAI's server (or set a base URL)".to_owned(),
-                ));
-            }
-        };
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.timeout)
-            .build()
-            .map_err(|error| SttError::Settings(describe(&error)))?;
+        let endpoint = Endpoint::new(settings.base_url.as_deref(), settings.api_key.as_deref())
+            .map_err(|error| SttError::Settings(error.to_string()))?;
+        let http = http::client(settings.timeout).map_err(SttError::Settings)?;
         Ok(Self {
             http,
-            url: format!(
-                "{}/audio/transcriptions",
-                base_url.unwrap_or(OPENAI_API_BASE)
-            ),
-            api_key: api_key.to_owned(),
+            url: endpoint.url("audio/transcriptions"),
+            api_key: endpoint.api_key().to_owned(),
             model: settings.model,
             language: settings.language.filter(|language| !language.is_empty()),
             timeout: settings.timeout,
@@ -237,7 +202,10 @@ impl OpenAiStt {
         }
         let wav = wav_bytes(utterance)?;
         let prompt = vocabulary_prompt(vocabulary);
-        let mut retries = 0;
+        let mut retries = Retries::new(
+            self.max_retries,
+            Backoff::new(self.initial_backoff, MAX_BACKOFF),
+        );
         loop {
             let attempt = self.attempt(wav.clone(), prompt.as_deref());
             let error = match timeout(self.timeout, attempt).await {
@@ -245,19 +213,10 @@ impl OpenAiStt {
                 Ok(Err(error)) => error,
                 Err(_elapsed) => SttError::Timeout(self.timeout),
             };
-            if !error.is_retryable() || retries >= self.max_retries {
+            let retryable = error.is_retryable();
+            if !retries.back_off(&error, retryable, "transcription").await {
                 return Err(error);
             }
-            let delay = backoff(self.initial_backoff, retries);
-            retries += 1;
-            tracing::warn!(
-                %error,
-                retry = retries,
-                max_retries = self.max_retries,
-                delay_ms = delay.as_millis() as u64,
-                "transcription failed, retrying"
-            );
-            sleep(delay).await;
         }
     }
 
@@ -284,19 +243,14 @@ impl OpenAiStt {
             .multipart(form)
             .send()
             .await
-            .map_err(|error| connection_error(&error, self.timeout))?;
+            .map_err(|error| HttpFailure::from_reqwest(&error, self.timeout))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| connection_error(&error, self.timeout))?;
+            .map_err(|error| HttpFailure::from_reqwest(&error, self.timeout))?;
         if !status.is_success() {
-            return Err(SttError::Http {
-                status: status.as_u16(),
-                message: error_message(&body)
-                    .or_else(|| status.canonical_reason().map(str::to_owned))
-                    .unwrap_or_else(|| "no error message".to_owned()),
-            });
+            return Err(HttpFailure::from_status(status, &body).into());
         }
         transcript_from_body(&body)
     }
@@ -392,61 +346,14 @@ fn transcript_from_body(body: &[u8]) -> Result<Transcript, SttError> {
     })
 }
 
-/// The pause before retry number `retry` (0 for the first retry).
-fn backoff(initial: Duration, retry: u32) -> Duration {
-    let factor = 2_u32.checked_pow(retry).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(MAX_BACKOFF)
-}
-
-/// The error for a failed send or body read.
-fn connection_error(error: &reqwest::Error, limit: Duration) -> SttError {
-    if error.is_timeout() {
-        SttError::Timeout(limit)
-    } else {
-        SttError::Connection(describe(error))
+impl From<HttpFailure> for SttError {
+    fn from(failure: HttpFailure) -> Self {
+        match failure {
+            HttpFailure::Timeout(limit) => SttError::Timeout(limit),
+            HttpFailure::Connection(cause) => SttError::Connection(cause),
+            HttpFailure::Status { status, message } => SttError::Http { status, message },
+        }
     }
-}
-
-/// The error text in a server's error body: OpenAI's `{"error": {"message": ..}}`, the
-/// shapes other servers use (`{"error": ".."}`, `{"message": ..}`, `{"detail": ..}`), or
-/// the body as text. `None` for an empty body.
-fn error_message(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|json| {
-        [
-            json.pointer("/error/message"),
-            json.get("error"),
-            json.get("message"),
-            json.get("detail"),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|value| value.as_str().map(str::to_owned))
-    });
-    Some(truncated(from_json.as_deref().unwrap_or(text)))
-}
-
-fn truncated(text: &str) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its chain of causes: reqwest's own text rarely says what went wrong.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -518,13 +425,5 @@ mod tests {
         };
         assert!(!format!("{settings:?}").contains("sk-secret"));
         assert!(OpenAiStt::new(settings).is_ok());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let delays: Vec<_> = (0..6)
-            .map(|retry| backoff(Duration::from_millis(500), retry).as_millis())
-            .collect();
-        assert_eq!(delays, [500, 1000, 2000, 4000, 4000, 4000]);
     }
 }

@@ -32,22 +32,15 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::Stream;
-use serde_json::{Value, json};
-use tokio::time::{Instant, sleep, timeout, timeout_at};
+use serde_json::json;
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::audio::AudioFrame;
-
-/// OpenAI's API base URL.
-const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
-
-/// Sent as the API key to servers that need none (local servers behind `base_url`).
-const PLACEHOLDER_API_KEY: &str = "no-key";
+use crate::llm::openai::http::{self, Endpoint, HttpFailure};
+use crate::llm::openai::retry::{Backoff, Drive, Phase, Retries, driven_stream};
 
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
-
-/// Longest server error text kept in an error.
-const MAX_MESSAGE_CHARS: usize = 600;
 
 /// The audio of one synthesis: mono frames at the synthesizer's
 /// [`sample_rate`](Tts::sample_rate), in playing order. Dropping it cancels the request.
@@ -81,7 +74,7 @@ impl TtsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TtsError::Timeout(_) | TtsError::Connection(_) => true,
-            TtsError::Http { status, .. } => *status == 429 || *status >= 500,
+            TtsError::Http { status, .. } => http::is_retryable_status(*status),
             TtsError::Settings(_) => false,
         }
     }
@@ -167,10 +160,12 @@ struct Limits {
 }
 
 impl Limits {
-    /// The pause before retry number `retry` (0 for the first retry).
-    fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2_u32.checked_pow(retry).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    /// The retries one synthesis may make.
+    fn retries(&self) -> Retries {
+        Retries::new(
+            self.max_retries,
+            Backoff::new(self.initial_backoff, MAX_BACKOFF),
+        )
     }
 }
 
@@ -194,41 +189,16 @@ impl OpenAiTts {
     /// when the key contains control characters, when the sample rate is zero, or when the
     /// HTTP client cannot be built.
     pub fn new(settings: OpenAiTtsSettings) -> Result<Self, TtsError> {
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .map(|url| url.trim().trim_end_matches('/'))
-            .filter(|url| !url.is_empty());
-        let api_key = settings
-            .api_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|key| !key.is_empty());
-        let api_key = match (api_key, base_url) {
-            (Some(key), _) if key.chars().any(char::is_control) => {
-                return Err(TtsError::Settings(
-                    "the API key contains control characters".to_owned(),
-                ));
-            }
-            (Some(key), _) => key,
-            (None, Some(_)) => PLACEHOLDER_API_KEY,
-            (None, None) => {
-                return Err(TtsError::Settings(
-                    "an API key is required for OpenAI's server (or set a base URL)".to_owned(),
-                ));
-            }
-        };
+        let endpoint = Endpoint::new(settings.base_url.as_deref(), settings.api_key.as_deref())
+            .map_err(|error| TtsError::Settings(error.to_string()))?;
         if settings.sample_rate == 0 {
             return Err(TtsError::Settings("the sample rate is zero".to_owned()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.first_byte_timeout)
-            .build()
-            .map_err(|error| TtsError::Settings(describe(&error)))?;
+        let http = http::client(settings.first_byte_timeout).map_err(TtsError::Settings)?;
         Ok(Self {
             http,
-            url: format!("{}/audio/speech", base_url.unwrap_or(OPENAI_API_BASE)),
-            api_key: api_key.to_owned(),
+            url: endpoint.url("audio/speech"),
+            api_key: endpoint.api_key().to_owned(),
             model: settings.model,
             voice: settings.voice,
             sample_rate: settings.sample_rate,
@@ -281,25 +251,11 @@ impl Tts for OpenAiTts {
             body: body.to_string(),
             sample_rate: self.sample_rate,
             limits: self.limits,
-            retries: 0,
-            yielded: false,
+            retries: self.limits.retries(),
             phase: Phase::Opening,
         };
-        Box::pin(futures_util::stream::unfold(
-            driver,
-            |mut driver| async move { driver.next().await.map(|item| (item, driver)) },
-        ))
+        driven_stream(driver)
     }
-}
-
-/// Where the current attempt stands.
-enum Phase {
-    /// About to send the request.
-    Opening,
-    /// Reading audio.
-    Reading(Attempt),
-    /// The audio is complete, or failed for good.
-    Finished,
 }
 
 /// A request whose response headers arrived with a success status.
@@ -318,13 +274,14 @@ struct Driver {
     body: String,
     sample_rate: u32,
     limits: Limits,
-    retries: u32,
-    /// Whether a frame reached the consumer: from then on a failure is final.
-    yielded: bool,
-    phase: Phase,
+    /// Stopped once a frame reached the consumer: from then on a failure is final.
+    retries: Retries,
+    phase: Phase<Attempt>,
 }
 
-impl Driver {
+impl Drive for Driver {
+    type Item = Result<AudioFrame, TtsError>;
+
     /// The next item for the consumer; `None` when the stream is over.
     async fn next(&mut self) -> Option<Result<AudioFrame, TtsError>> {
         loop {
@@ -340,19 +297,27 @@ impl Driver {
                 Ok(None) => {}
                 Ok(Some(samples)) if samples.is_empty() => self.phase = Phase::Finished,
                 Ok(Some(samples)) => {
-                    self.yielded = true;
+                    self.retries.stop();
                     return Some(Ok(AudioFrame::mono(samples, self.sample_rate)));
                 }
                 Err(error) => {
-                    if !self.back_off_for_retry(&error).await {
+                    let retryable = error.is_retryable();
+                    if !self
+                        .retries
+                        .back_off(&error, retryable, "speech request")
+                        .await
+                    {
                         self.phase = Phase::Finished;
                         return Some(Err(error));
                     }
+                    self.phase = Phase::Opening;
                 }
             }
         }
     }
+}
 
+impl Driver {
     /// Sends the request and waits for the response headers.
     async fn open(&self) -> Result<Attempt, TtsError> {
         let limit = self.limits.first_byte_timeout;
@@ -367,46 +332,19 @@ impl Driver {
         let response = timeout_at(deadline, request)
             .await
             .map_err(|_elapsed| TtsError::Timeout(limit))?
-            .map_err(|error| connection_error(&error, limit))?;
+            .map_err(|error| HttpFailure::from_reqwest(&error, limit))?;
         let status = response.status();
         if !status.is_success() {
             // The error text is a courtesy: a body that does not come in time is skipped.
             let body = timeout_at(deadline, response.bytes()).await;
-            let message = body
-                .ok()
-                .and_then(Result::ok)
-                .and_then(|body| error_message(&body))
-                .or_else(|| status.canonical_reason().map(str::to_owned))
-                .unwrap_or_else(|| "no error message".to_owned());
-            return Err(TtsError::Http {
-                status: status.as_u16(),
-                message,
-            });
+            let body = body.ok().and_then(Result::ok).unwrap_or_default();
+            return Err(HttpFailure::from_status(status, &body).into());
         }
         Ok(Attempt {
             response,
             odd_byte: None,
             first_byte_deadline: Some(deadline),
         })
-    }
-
-    /// Whether `error` is retried; if so, waits out the back-off and starts over.
-    async fn back_off_for_retry(&mut self, error: &TtsError) -> bool {
-        if self.yielded || !error.is_retryable() || self.retries >= self.limits.max_retries {
-            return false;
-        }
-        let delay = self.limits.backoff(self.retries);
-        self.retries += 1;
-        tracing::warn!(
-            %error,
-            retry = self.retries,
-            max_retries = self.limits.max_retries,
-            delay_ms = delay.as_millis() as u64,
-            "speech request failed, retrying"
-        );
-        self.phase = Phase::Opening;
-        sleep(delay).await;
-        true
     }
 }
 
@@ -417,11 +355,11 @@ async fn read(attempt: &mut Attempt, limits: &Limits) -> Result<Option<Vec<i16>>
         Some(deadline) => timeout_at(deadline, attempt.response.chunk())
             .await
             .map_err(|_elapsed| TtsError::Timeout(limits.first_byte_timeout))?
-            .map_err(|error| connection_error(&error, limits.first_byte_timeout))?,
+            .map_err(|error| HttpFailure::from_reqwest(&error, limits.first_byte_timeout))?,
         None => timeout(limits.idle_timeout, attempt.response.chunk())
             .await
             .map_err(|_elapsed| TtsError::Timeout(limits.idle_timeout))?
-            .map_err(|error| connection_error(&error, limits.idle_timeout))?,
+            .map_err(|error| HttpFailure::from_reqwest(&error, limits.idle_timeout))?,
     };
     let Some(piece) = piece else {
         if attempt.odd_byte.is_some() {
@@ -455,52 +393,14 @@ fn samples_from(odd_byte: &mut Option<u8>, bytes: &[u8]) -> Vec<i16> {
     samples
 }
 
-/// The error for a failed send or body read.
-fn connection_error(error: &reqwest::Error, limit: Duration) -> TtsError {
-    if error.is_timeout() {
-        TtsError::Timeout(limit)
-    } else {
-        TtsError::Connection(describe(error))
+impl From<HttpFailure> for TtsError {
+    fn from(failure: HttpFailure) -> Self {
+        match failure {
+            HttpFailure::Timeout(limit) => TtsError::Timeout(limit),
+            HttpFailure::Connection(cause) => TtsError::Connection(cause),
+            HttpFailure::Status { status, message } => TtsError::Http { status, message },
+        }
     }
-}
-
-/// The error text in a server's error body: OpenAI's `{"error": {"message": ..}}`, the
-/// shapes other servers use (`{"error": ".."}`, `{"message": ..}`, `{"detail": ..}`), or
-/// the body as text. `None` for an empty body.
-fn error_message(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|json| {
-        [
-            json.pointer("/error/message"),
-            json.get("error"),
-            json.get("message"),
-            json.get("detail"),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|value| value.as_str().map(str::to_owned))
-    });
-    let message = from_json.as_deref().unwrap_or(text);
-    Some(match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}...", &message[..cut]),
-        None => message.to_owned(),
-    })
-}
-
-/// An error with its chain of causes: reqwest's own text rarely says what went wrong.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -553,19 +453,5 @@ mod tests {
         );
         let tts = OpenAiTts::new(settings).expect("valid settings");
         assert_eq!(tts.sample_rate(), 24_000);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let limits = Limits {
-            first_byte_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            max_retries: 9,
-            initial_backoff: Duration::from_millis(250),
-        };
-        let delays: Vec<_> = (0..6)
-            .map(|retry| limits.backoff(retry).as_millis())
-            .collect();
-        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 4000]);
     }
 }

@@ -4,7 +4,7 @@
 //! time the task is entered and sees the results so far. The model gets an
 //! [`out_of_scope`](OUT_OF_SCOPE) tool from the second task on to go back to visited tasks;
 //! code can do the same through [`TaskGroupHandle::regress`]. Which task runs next is
-//! decided by [`plan`], a state machine without I/O.
+//! decided by `plan.rs`, a state machine without I/O.
 
 mod out_of_scope;
 mod plan;

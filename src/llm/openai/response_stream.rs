@@ -14,8 +14,9 @@ use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{ChatCompletionResponseStream, CreateChatCompletionRequest};
 use futures_util::StreamExt;
-use tokio::time::{Instant, sleep, timeout, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 
+use super::retry::{Backoff, Drive, Phase, Retries, driven_stream};
 use super::tool_call_assembler::ToolCallAssembler;
 use super::transport::llm_error;
 use crate::llm::{LlmError, LlmEvent, LlmStream};
@@ -41,12 +42,10 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// The pause before retry number `retry` (0 for the first retry).
-    pub(super) fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2_u32.checked_pow(retry).unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+    /// The retries one request may make.
+    pub(super) fn retries(&self) -> Retries {
+        let backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        Retries::new(self.max_retries, backoff)
     }
 }
 
@@ -62,25 +61,11 @@ pub(super) fn response_stream(
         request,
         limits,
         id_prefix: format!("call_bv{response}"),
-        retries: 0,
-        yielded: false,
+        retries: limits.retries(),
         pending: VecDeque::new(),
         phase: Phase::Opening,
     };
-    Box::pin(futures_util::stream::unfold(
-        driver,
-        |mut driver| async move { driver.next().await.map(|item| (item, driver)) },
-    ))
-}
-
-/// Where the current attempt stands.
-enum Phase {
-    /// About to send the request.
-    Opening,
-    /// Reading chunks.
-    Reading(Attempt),
-    /// The response is complete, or failed for good.
-    Finished,
+    driven_stream(driver)
 }
 
 /// A request whose response headers arrived.
@@ -104,19 +89,20 @@ struct Driver {
     request: CreateChatCompletionRequest,
     limits: Limits,
     id_prefix: String,
-    retries: u32,
-    /// Whether an event reached the consumer: from then on a failure is final.
-    yielded: bool,
+    /// Stopped once an event reached the consumer: from then on a failure is final.
+    retries: Retries,
     pending: VecDeque<LlmEvent>,
-    phase: Phase,
+    phase: Phase<Attempt>,
 }
 
-impl Driver {
+impl Drive for Driver {
+    type Item = Result<LlmEvent, LlmError>;
+
     /// The next item for the consumer; `None` when the stream is over.
     async fn next(&mut self) -> Option<Result<LlmEvent, LlmError>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
-                self.yielded = true;
+                self.retries.stop();
                 return Some(Ok(event));
             }
             let step = match &mut self.phase {
@@ -136,15 +122,23 @@ impl Driver {
                     }
                 }
                 Err(error) => {
-                    if !self.back_off_for_retry(&error).await {
+                    let retryable = error.is_retryable();
+                    if !self
+                        .retries
+                        .back_off(&error, retryable, "model request")
+                        .await
+                    {
                         self.phase = Phase::Finished;
                         return Some(Err(error));
                     }
+                    self.phase = Phase::Opening;
                 }
             }
         }
     }
+}
 
+impl Driver {
     /// Sends the request and waits for the response headers.
     async fn open(&mut self) -> Result<Progress, LlmError> {
         let deadline = Instant::now() + self.limits.first_token_timeout;
@@ -155,7 +149,7 @@ impl Driver {
             Ok(Err(error)) => return Err(llm_error(error, self.limits.connect_timeout)),
             Ok(Ok(chunks)) => chunks,
         };
-        let id_prefix = format!("{}_{}", self.id_prefix, self.retries);
+        let id_prefix = format!("{}_{}", self.id_prefix, self.retries.made());
         self.phase = Phase::Reading(Attempt {
             chunks,
             assembler: ToolCallAssembler::new(id_prefix),
@@ -163,25 +157,6 @@ impl Driver {
             received_chunk: false,
         });
         Ok(Progress::Continuing)
-    }
-
-    /// Whether `error` is retried; if so, waits out the back-off and starts over.
-    async fn back_off_for_retry(&mut self, error: &LlmError) -> bool {
-        if self.yielded || !error.is_retryable() || self.retries >= self.limits.max_retries {
-            return false;
-        }
-        let delay = self.limits.backoff(self.retries);
-        self.retries += 1;
-        tracing::warn!(
-            %error,
-            retry = self.retries,
-            max_retries = self.limits.max_retries,
-            delay_ms = delay.as_millis() as u64,
-            "model request failed, retrying"
-        );
-        self.phase = Phase::Opening;
-        sleep(delay).await;
-        true
     }
 }
 
@@ -219,26 +194,4 @@ async fn read(
         }
     }
     Ok(progress)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let limits = Limits {
-            connect_timeout: Duration::from_secs(1),
-            first_token_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            max_retries: 10,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(4),
-        };
-        let delays: Vec<_> = (0..7)
-            .map(|retry| limits.backoff(retry).as_millis())
-            .collect();
-        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 4000, 4000]);
-        assert_eq!(limits.backoff(u32::MAX), Duration::from_secs(4));
-    }
 }

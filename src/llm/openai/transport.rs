@@ -15,12 +15,9 @@ use std::time::Duration;
 
 use async_openai::error::{ApiError, ApiErrorResponse, OpenAIError, StreamError};
 use async_openai::middleware::HttpRequestFactory;
-use serde_json::Value;
 
+use super::http::{self, HttpFailure, error_message, status_message, truncated};
 use crate::llm::LlmError;
-
-/// Longest server error text kept in an error.
-const MAX_MESSAGE_CHARS: usize = 600;
 
 /// One HTTP attempt per request, no retries.
 #[derive(Debug, Clone)]
@@ -31,10 +28,7 @@ pub(super) struct Transport {
 impl Transport {
     /// A transport whose connections must be established within `connect_timeout`.
     pub(super) fn new(connect_timeout: Duration) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .build()
-            .map_err(|error| LlmError::Connection(describe(&error)))?;
+        let http = http::client(connect_timeout).map_err(LlmError::Connection)?;
         Ok(Self { http })
     }
 }
@@ -60,13 +54,10 @@ impl tower::Service<HttpRequestFactory> for Transport {
                 return Ok(response);
             }
             let body = response.bytes().await?;
-            let message = error_message(&body)
-                .or_else(|| status.canonical_reason().map(str::to_owned))
-                .unwrap_or_else(|| "no error message".to_owned());
             Err(OpenAIError::ApiError(ApiErrorResponse {
                 status_code: status,
                 api_error: ApiError {
-                    message,
+                    message: status_message(status, &body),
                     ..ApiError::default()
                 },
             }))
@@ -84,8 +75,7 @@ pub(super) fn llm_error(error: OpenAIError, connect_timeout: Duration) -> LlmErr
             status: response.status_code.as_u16(),
             message: response.api_error.message,
         },
-        OpenAIError::Reqwest(error) if error.is_timeout() => LlmError::Timeout(connect_timeout),
-        OpenAIError::Reqwest(error) => LlmError::Connection(describe(&error)),
+        OpenAIError::Reqwest(error) => HttpFailure::from_reqwest(&error, connect_timeout).into(),
         OpenAIError::StreamError(error) => match *error {
             StreamError::EventStream(message) => LlmError::Connection(message),
             unknown @ StreamError::UnknownEvent(_) => {
@@ -102,87 +92,19 @@ pub(super) fn llm_error(error: OpenAIError, connect_timeout: Duration) -> LlmErr
     }
 }
 
-/// The error text in a server's error body.
-///
-/// Understands OpenAI's `{"error": {"message": ..}}` and the shapes other compatible
-/// servers use (`{"error": ".."}`, `{"message": ..}`, `{"detail": ..}`); falls back to the
-/// body as text. `None` for an empty body.
-fn error_message(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
+impl From<HttpFailure> for LlmError {
+    fn from(failure: HttpFailure) -> Self {
+        match failure {
+            HttpFailure::Timeout(limit) => LlmError::Timeout(limit),
+            HttpFailure::Connection(cause) => LlmError::Connection(cause),
+            HttpFailure::Status { status, message } => LlmError::Http { status, message },
+        }
     }
-    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|json| {
-        [
-            json.pointer("/error/message"),
-            json.get("error"),
-            json.get("message"),
-            json.get("detail"),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|value| value.as_str().map(str::to_owned))
-    });
-    Some(truncated(from_json.as_deref().unwrap_or(text)))
-}
-
-fn truncated(text: &str) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its chain of causes: reqwest's own text rarely says what went wrong.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_messages_are_found_in_the_usual_shapes() {
-        let cases: [(&str, Option<&str>); 6] = [
-            (
-                r#"{"error":{"message":"Rate limit reached","type":"x"}}"#,
-                Some("Rate limit reached"),
-            ),
-            (
-                r#"{"error":{"code":400,"message":"too long"}}"#,
-                Some("too long"),
-            ),
-            (r#"{"error":"model not found"}"#, Some("model not found")),
-            (
-                r#"{"object":"error","message":"bad","code":400}"#,
-                Some("bad"),
-            ),
-            ("upstream exploded\n", Some("upstream exploded")),
-            ("  ", None),
-        ];
-        for (body, expected) in cases {
-            assert_eq!(
-                error_message(body.as_bytes()).as_deref(),
-                expected,
-                "{body}"
-            );
-        }
-    }
-
-    #[test]
-    fn long_messages_are_cut() {
-        let message = error_message("é".repeat(2000).as_bytes()).expect("message");
-        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 3);
-    }
 
     #[test]
     fn api_errors_keep_status_and_message() {
