@@ -79,6 +79,18 @@ pub struct CallReport {
     pub states: Vec<StateChange>,
 }
 
+/// What a call reports live, for whoever shows it (a LiveKit room's transcription stream
+/// and `lk.agent.state` attribute).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// The agent's state changed.
+    StateChanged(AgentState),
+    /// A caller turn was committed with this transcript.
+    UserTranscript(String),
+    /// The agent is about to say this sentence.
+    AgentTranscript(String),
+}
+
 /// How long a fast-paced call waits for one provider result before moving on.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// Silence fed after the caller's audio ends, so the last reply can play out.
@@ -89,10 +101,23 @@ const MAX_TRAILING: Duration = Duration::from_secs(60);
 pub async fn run_call<I: AudioInput, O: AudioOutput>(
     session: SessionHandle,
     services: &VoiceServices,
+    config: PipelineConfig,
+    input: I,
+    output: O,
+    pace: Pace,
+) -> Result<(CallReport, O), CallError> {
+    run_call_with_events(session, services, config, input, output, pace, None).await
+}
+
+/// Like [`run_call`], also reporting [`CallEvent`]s as they happen.
+pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
+    session: SessionHandle,
+    services: &VoiceServices,
     mut config: PipelineConfig,
     mut input: I,
     mut output: O,
     pace: Pace,
+    events: Option<mpsc::UnboundedSender<CallEvent>>,
 ) -> Result<(CallReport, O), CallError> {
     config.output_rate = output.sample_rate();
     let frame = config.frame;
@@ -109,6 +134,7 @@ pub async fn run_call<I: AudioInput, O: AudioOutput>(
         turns: Vec::new(),
         states: Vec::new(),
         ended: false,
+        events,
     };
     let frame_samples = samples_for(CALLER_RATE, frame);
     let mut caller = CallerAudio::default();
@@ -254,6 +280,7 @@ struct Driver {
     turns: Vec<TurnReport>,
     states: Vec<StateChange>,
     ended: bool,
+    events: Option<mpsc::UnboundedSender<CallEvent>>,
 }
 
 impl Driver {
@@ -263,6 +290,12 @@ impl Driver {
         }
         let outputs = self.pipeline.handle(input, Instant::now());
         self.execute(outputs, output).await;
+    }
+
+    fn report(&self, event: CallEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
     }
 
     async fn execute<O: AudioOutput>(&mut self, outputs: Vec<PipelineOutput>, output: &mut O) {
@@ -281,7 +314,10 @@ impl Driver {
                         self.ended = true;
                     }
                 }
-                PipelineOutput::Synthesize { sentence, text } => self.synthesize(sentence, text),
+                PipelineOutput::Synthesize { sentence, text } => {
+                    self.report(CallEvent::AgentTranscript(text.clone()));
+                    self.synthesize(sentence, text);
+                }
                 PipelineOutput::CancelSynthesis => {
                     for task in self.synthesis.drain(..) {
                         task.abort();
@@ -295,10 +331,13 @@ impl Driver {
                         self.ended = true;
                     }
                 }
-                PipelineOutput::StateChanged(state) => self.states.push(StateChange {
-                    at_s: self.pipeline.now().as_secs_f64(),
-                    state,
-                }),
+                PipelineOutput::StateChanged(state) => {
+                    self.report(CallEvent::StateChanged(state));
+                    self.states.push(StateChange {
+                        at_s: self.pipeline.now().as_secs_f64(),
+                        state,
+                    });
+                }
                 PipelineOutput::TurnEnded(report) => {
                     tracing::info!(metrics = ?report.metrics, caller = ?report.caller_text, "turn");
                     self.turns.push(*report);
