@@ -99,6 +99,9 @@ enum OrdersCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Several TLS back ends are linked in (through different crates); pick one for the
+    // process, or the first wss:// or https:// connection would not know which to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

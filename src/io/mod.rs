@@ -3,5 +3,6 @@
 
 pub mod console;
 pub mod file_audio;
+pub mod livekit;
 pub mod local;
 pub mod wav;

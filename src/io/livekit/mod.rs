@@ -1,0 +1,4 @@
+//! LiveKit: the agent worker that takes jobs from livekit-server, and the room transport
+//! that joins a room as the agent.
+
+pub mod worker;
