@@ -44,6 +44,9 @@ pub enum ConfigError {
          (for another OpenAI-compatible server)"
     )]
     NoProvider,
+    /// LiveKit variables are missing.
+    #[error("no LiveKit server configured: set {0}")]
+    NoLiveKit(String),
 }
 
 /// Model settings as written in the file.
@@ -119,6 +122,59 @@ pub struct VoiceConfig {
     pub interruption: InterruptionConfig,
 }
 
+/// LiveKit worker settings (the server and its credentials come from the environment).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveKitConfig {
+    /// Agent name for dispatch.
+    pub agent_name: String,
+    /// Most calls at once in one worker.
+    pub max_jobs: usize,
+    /// Longest wait for running calls on shutdown, in milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+/// The LiveKit server and credentials: `LIVEKIT_URL`, `LIVEKIT_API_KEY`,
+/// `LIVEKIT_API_SECRET`.
+#[derive(Debug, Clone)]
+pub struct LiveKitServer {
+    /// Server URL (ws://, wss://, http:// or https://).
+    pub url: String,
+    /// API key.
+    pub api_key: String,
+    /// API secret.
+    pub api_secret: String,
+}
+
+impl LiveKitServer {
+    /// Reads the three variables; an error naming the missing ones.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match (
+            var("LIVEKIT_URL"),
+            var("LIVEKIT_API_KEY"),
+            var("LIVEKIT_API_SECRET"),
+        ) {
+            (Some(url), Some(api_key), Some(api_secret)) => Ok(LiveKitServer {
+                url,
+                api_key,
+                api_secret,
+            }),
+            (url, key, secret) => {
+                let missing: Vec<&str> = [
+                    (url.is_none(), "LIVEKIT_URL"),
+                    (key.is_none(), "LIVEKIT_API_KEY"),
+                    (secret.is_none(), "LIVEKIT_API_SECRET"),
+                ]
+                .into_iter()
+                .filter_map(|(missing, name)| missing.then_some(name))
+                .collect();
+                Err(ConfigError::NoLiveKit(missing.join(", ")))
+            }
+        }
+    }
+}
+
 /// File locations.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +198,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The voice pipeline.
     pub voice: VoiceConfig,
+    /// The LiveKit worker.
+    pub livekit: LiveKitConfig,
     /// Order rules.
     pub order: OrderLimits,
     /// Files.

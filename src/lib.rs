@@ -7,6 +7,7 @@
 //! audio come from and go to).
 
 pub mod agent;
+pub mod app;
 pub mod bella_vista;
 pub mod config;
 pub mod io;

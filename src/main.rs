@@ -6,22 +6,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bella_vista::agent::AgentSession;
-use bella_vista::bella_vista::menu::Menu;
-use bella_vista::bella_vista::prompts::Prompts;
-use bella_vista::bella_vista::store::OrderStore;
-use bella_vista::bella_vista::{Restaurant, order_taker};
+
+use bella_vista::app::{RoomCalls, open_store, restaurant, start_session, voice_services};
+use bella_vista::config::LiveKitServer;
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
+use bella_vista::io::livekit::worker::{self, WorkerOptions};
 use bella_vista::io::local;
 use bella_vista::io::wav::{read_wav, write_wav};
+use bella_vista::llm::Llm;
 use bella_vista::llm::openai::OpenAiLlm;
-use bella_vista::voice::call::{Pace, VoiceServices, run_call};
-use bella_vista::voice::stt::OpenAiStt;
-use bella_vista::voice::tts::OpenAiTts;
-use bella_vista::voice::vad::VadPool;
+use bella_vista::voice::call::{Pace, run_call};
 use clap::{Parser, Subcommand};
+use livekit_api::access_token::{AccessToken, VideoGrants};
 
 /// Bella Vista: the voice agent that takes restaurant orders.
 #[derive(Debug, Parser)]
@@ -80,6 +78,15 @@ enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Run as a LiveKit agent worker: register with the server (LIVEKIT_URL,
+    /// LIVEKIT_API_KEY, LIVEKIT_API_SECRET), take dispatched calls, many at once.
+    Start,
+    /// Join one room directly, for development (token made from the API key and secret).
+    Connect {
+        /// The room.
+        #[arg(long)]
+        room: String,
+    },
     /// The stored orders.
     Orders {
         #[command(subcommand)]
@@ -108,7 +115,7 @@ fn main() -> ExitCode {
         Err(error) => {
             let usage = error
                 .downcast_ref::<ConfigError>()
-                .is_some_and(|e| matches!(e, ConfigError::NoProvider));
+                .is_some_and(|e| matches!(e, ConfigError::NoProvider | ConfigError::NoLiveKit(_)));
             eprintln!("error: {error:#}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -160,26 +167,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             report,
             fast,
         } => simulate(&config, &caller, &out, &report, fast),
+        Command::Start => run_worker(config),
+        Command::Connect { room } => connect(config, &room),
         Command::Orders {
             command: OrdersCommand::List { json },
         } => list_orders(&config, json),
     }
-}
-
-fn open_store(config: &Config) -> anyhow::Result<OrderStore> {
-    let path = config.orders_db();
-    OrderStore::open(&path).with_context(|| format!("opening the order store {}", path.display()))
-}
-
-fn restaurant(config: &Config) -> anyhow::Result<Arc<Restaurant>> {
-    let menu = Menu::load(&config.paths.menu)?;
-    let prompts = Prompts::load(&config.paths.prompts)?;
-    Ok(Arc::new(Restaurant {
-        menu,
-        limits: config.order,
-        prompts,
-        store: open_store(config)?,
-    }))
 }
 
 fn run_console(config: &Config) -> anyhow::Result<()> {
@@ -187,40 +180,13 @@ fn run_console(config: &Config) -> anyhow::Result<()> {
     let restaurant = restaurant(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let llm = OpenAiLlm::new(settings)?;
-        let options =
-            config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
-        let session = AgentSession::new(llm)
-            .options(options)
-            .start(order_taker(restaurant));
+        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
         let interactive = std::io::stdin().is_terminal();
         let styled = std::io::stdout().is_terminal();
         let mut renderer = ConsoleRenderer::new(std::io::stdout(), styled);
         console::run(session, tokio::io::stdin(), &mut renderer, interactive).await?;
         Ok(())
     })
-}
-
-fn voice_services(config: &Config, restaurant: &Restaurant) -> anyhow::Result<VoiceServices> {
-    let mut vocabulary = vec!["Bella Vista".to_string()];
-    vocabulary.extend(restaurant.menu.item_names().into_iter().map(str::to_string));
-    Ok(VoiceServices {
-        stt: Arc::new(OpenAiStt::new(config.stt_settings())?),
-        tts: Arc::new(OpenAiTts::new(config.tts_settings())?),
-        vad: VadPool::start(config.voice.vad_aggressiveness),
-        vocabulary,
-    })
-}
-
-fn start_session(
-    config: &Config,
-    restaurant: &Arc<Restaurant>,
-    llm: OpenAiLlm,
-) -> bella_vista::agent::SessionHandle {
-    let options = config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
-    AgentSession::new(llm)
-        .options(options)
-        .start(order_taker(restaurant.clone()))
 }
 
 fn simulate(
@@ -237,7 +203,7 @@ fn simulate(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let services = voice_services(config, &restaurant)?;
-        let session = start_session(config, &restaurant, OpenAiLlm::new(settings)?);
+        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
         let input = FileInput::new(&audio, pipeline.frame, !fast);
         let output = Recording::new(config.voice.tts_sample_rate);
         let pace = if fast { Pace::Fast } else { Pace::RealTime };
@@ -253,6 +219,86 @@ fn simulate(
             report.duration_s,
             report_path.display()
         );
+        Ok(())
+    })
+}
+
+fn room_calls(config: Config) -> anyhow::Result<RoomCalls> {
+    let llm: Arc<dyn Llm> = Arc::new(OpenAiLlm::new(config.openai_settings()?)?);
+    let restaurant = restaurant(&config)?;
+    let services = voice_services(&config, &restaurant)?;
+    Ok(RoomCalls::new(Arc::new(config), restaurant, llm, services))
+}
+
+fn run_worker(config: Config) -> anyhow::Result<()> {
+    let server = LiveKitServer::from_env()?;
+    let mut options = WorkerOptions::new(
+        &server.url,
+        &server.api_key,
+        &server.api_secret,
+        &config.livekit.agent_name,
+    );
+    options.capacity = config.livekit.max_jobs;
+    options.drain_timeout = std::time::Duration::from_millis(config.livekit.drain_timeout_ms);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let calls = room_calls(config)?;
+        let shutdown = async {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new calls; finishing the running ones");
+        };
+        worker::run_worker(options, Arc::new(calls), shutdown).await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM (what `docker stop` and Kubernetes send) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn connect(config: Config, room: &str) -> anyhow::Result<()> {
+    let server = LiveKitServer::from_env()?;
+    let token = AccessToken::with_api_key(&server.api_key, &server.api_secret)
+        .with_identity("bella-vista-agent")
+        .with_name("Bella Vista")
+        .with_kind("agent")
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: room.to_string(),
+            can_publish: Some(true),
+            can_subscribe: Some(true),
+            can_publish_data: Some(true),
+            can_update_own_metadata: Some(true),
+            agent: true,
+            ..VideoGrants::default()
+        })
+        .to_jwt()?;
+    let url = worker::ServerUrl::parse(&server.url)?
+        .room_url()
+        .to_string();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let calls = room_calls(config)?;
+        tokio::select! {
+            result = calls.run(&url, &token) => result.map_err(anyhow::Error::msg)?,
+            _ = shutdown_signal() => eprintln!("left the room"),
+        }
         Ok(())
     })
 }
@@ -290,7 +336,7 @@ fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let services = voice_services(config, &restaurant)?;
-        let session = start_session(config, &restaurant, OpenAiLlm::new(settings)?);
+        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
         let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
         tokio::select! {
             finished = call => {

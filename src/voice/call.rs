@@ -305,6 +305,7 @@ impl Driver {
                     self.transcribe(utterance, audio)
                 }
                 PipelineOutput::UserTurn(text) => {
+                    self.report(CallEvent::UserTranscript(text.clone()));
                     if self
                         .sender
                         .send(SessionInput::UserTurn(text))

@@ -2,6 +2,7 @@
 //! Shared test harness: each test binary uses the parts it needs.
 
 pub mod bella;
+pub mod livekit;
 pub mod openai_server;
 pub mod speech;
 pub mod voice;

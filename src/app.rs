@@ -1,0 +1,143 @@
+//! Assembling the product from its parts, for every mode the binary has: the restaurant
+//! from the config files, the model and speech providers, a session per call, and the
+//! LiveKit job handler. `main.rs` only parses the command line and calls in here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::agent::{AgentSession, SessionHandle};
+use crate::bella_vista::menu::Menu;
+use crate::bella_vista::prompts::Prompts;
+use crate::bella_vista::store::OrderStore;
+use crate::bella_vista::{Restaurant, order_taker};
+use crate::config::Config;
+use crate::io::livekit::agent_call::run_room_call;
+use crate::io::livekit::room::{Room, RoomOptions};
+use crate::io::livekit::worker::{AssignedJob, JobHandler};
+use crate::llm::Llm;
+use crate::voice::call::VoiceServices;
+use crate::voice::pipeline::PipelineConfig;
+use crate::voice::stt::OpenAiStt;
+use crate::voice::tts::OpenAiTts;
+use crate::voice::vad::VadPool;
+
+/// Why the product could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The menu file.
+    #[error(transparent)]
+    Menu(#[from] crate::bella_vista::menu::MenuError),
+    /// The prompts directory.
+    #[error(transparent)]
+    Prompts(#[from] crate::bella_vista::prompts::PromptError),
+    /// The order store.
+    #[error("opening the order store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: crate::bella_vista::store::StoreError,
+    },
+    /// Speech to text settings.
+    #[error(transparent)]
+    Stt(#[from] crate::voice::stt::SttError),
+    /// Text to speech settings.
+    #[error(transparent)]
+    Tts(#[from] crate::voice::tts::TtsError),
+}
+
+/// The order store named in the config.
+pub fn open_store(config: &Config) -> Result<OrderStore, AppError> {
+    let path = config.orders_db();
+    OrderStore::open(&path).map_err(|source| AppError::Store { path, source })
+}
+
+/// The restaurant: menu, rules, prompts and store, from the config.
+pub fn restaurant(config: &Config) -> Result<Arc<Restaurant>, AppError> {
+    Ok(Arc::new(Restaurant {
+        menu: Menu::load(&config.paths.menu)?,
+        limits: config.order,
+        prompts: Prompts::load(&config.paths.prompts)?,
+        store: open_store(config)?,
+    }))
+}
+
+/// Speech providers and VAD, with the menu's dishes as the transcription vocabulary.
+pub fn voice_services(config: &Config, restaurant: &Restaurant) -> Result<VoiceServices, AppError> {
+    let mut vocabulary = vec!["Bella Vista".to_string()];
+    vocabulary.extend(restaurant.menu.item_names().into_iter().map(str::to_string));
+    Ok(VoiceServices {
+        stt: Arc::new(OpenAiStt::new(config.stt_settings())?),
+        tts: Arc::new(OpenAiTts::new(config.tts_settings())?),
+        vad: VadPool::start(config.voice.vad_aggressiveness),
+        vocabulary,
+    })
+}
+
+/// A new call answered by the order taker.
+pub fn start_session(
+    config: &Config,
+    restaurant: &Arc<Restaurant>,
+    llm: Arc<dyn Llm>,
+) -> SessionHandle {
+    let options = config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
+    AgentSession::with_shared_llm(llm)
+        .options(options)
+        .start(order_taker(restaurant.clone()))
+}
+
+/// Everything one call in a room needs; shared by all calls of a worker.
+#[derive(Clone)]
+pub struct RoomCalls {
+    config: Arc<Config>,
+    restaurant: Arc<Restaurant>,
+    llm: Arc<dyn Llm>,
+    services: VoiceServices,
+    pipeline: PipelineConfig,
+}
+
+impl RoomCalls {
+    /// Calls answered by Bella Vista with these providers.
+    pub fn new(
+        config: Arc<Config>,
+        restaurant: Arc<Restaurant>,
+        llm: Arc<dyn Llm>,
+        services: VoiceServices,
+    ) -> Self {
+        let pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+        RoomCalls {
+            config,
+            restaurant,
+            llm,
+            services,
+            pipeline,
+        }
+    }
+
+    /// Joins the room at `url` with `token` and runs one call there until the caller leaves.
+    pub async fn run(&self, url: &str, token: &str) -> Result<(), String> {
+        let (room, events) = Room::connect(url, token, RoomOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let session = start_session(&self.config, &self.restaurant, self.llm.clone());
+        let report = run_room_call(room, events, session, &self.services, self.pipeline.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(turns = report.turns.len(), duration_s = report.duration_s, summary = ?report.summary, "room call ended");
+        Ok(())
+    }
+}
+
+impl JobHandler for RoomCalls {
+    fn run(&self, job: AssignedJob) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let calls = self.clone();
+        Box::pin(async move {
+            tracing::info!(job = %job.job_id, room = %job.room_name, "job started");
+            tokio::select! {
+                result = calls.run(&job.url, &job.token) => result,
+                () = job.cancel.cancelled() => Err("cancelled at shutdown".into()),
+            }
+        })
+    }
+}
