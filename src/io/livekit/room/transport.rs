@@ -86,8 +86,10 @@ impl PeerTransport {
             .build();
         // Loopback candidates are what a local server offers; `with_udp_addrs` with a concrete
         // address binds exactly that address (a wildcard would skip loopback).
+        // mDNS off: no multicast socket, no queries on the network; candidates are IPs.
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(true)
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)
