@@ -49,6 +49,64 @@ fn order_script() -> ScriptedLlm {
     ])
 }
 
+/// Our worker, in-process, answering with `llm`; STT and TTS at `fake`.
+struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), bella_vista::io::livekit::worker::WorkerError>>,
+    db: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    fn start(server: &LiveKit, fake: &FakeOpenAi, llm: &ScriptedLlm) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orders.db");
+        let mut config = Config::builtin().unwrap();
+        config.paths.orders_db = Some(db.clone());
+        let restaurant = restaurant(&config).unwrap();
+        let calls = RoomCalls::new(
+            Arc::new(config),
+            restaurant,
+            Arc::new(llm.clone()) as Arc<dyn Llm>,
+            common::voice::services(fake),
+        );
+        let options = WorkerOptions::new(&server.url(), "devkey", "secret", "bella-vista");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_worker(options, Arc::new(calls), async move {
+            let _ = stopped.await;
+        }));
+        Worker {
+            stop: Some(stop),
+            task,
+            db,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) -> Vec<Value> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        OrderStore::open(&self.db)
+            .unwrap()
+            .list()
+            .unwrap()
+            .iter()
+            .map(as_json)
+            .collect()
+    }
+}
+
+/// Speech of `lines`, each followed by `pause`, as a WAV in the server's directory.
+fn caller_wav(server: &LiveKit, name: &str, lines: &[&str], pause: Duration) -> std::path::PathBuf {
+    let parts: Vec<_> = lines.iter().map(|l| (espeak_to_frame(l), pause)).collect();
+    let (speech, _) = concat_with_pauses_marked(&parts);
+    let wav = server.path(name);
+    write_wav(&wav, &speech).unwrap();
+    wav
+}
+
 fn state_values(caller: &Value) -> Vec<String> {
     caller["attributes"]
         .as_array()
@@ -73,31 +131,8 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
         );
     }
     let llm = order_script();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("orders.db");
-    let mut config = Config::builtin().unwrap();
-    config.paths.orders_db = Some(db.clone());
-    let restaurant = restaurant(&config).unwrap();
-    let calls = RoomCalls::new(
-        Arc::new(config),
-        restaurant,
-        Arc::new(llm.clone()) as Arc<dyn Llm>,
-        common::voice::services(&fake),
-    );
-    let options = WorkerOptions::new(&server.url(), "devkey", "secret", "bella-vista");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(run_worker(options, Arc::new(calls), async move {
-        let _ = stopped.await;
-    }));
-
-    let (speech, _) = concat_with_pauses_marked(&[
-        (espeak_to_frame(LINES[0]), Duration::from_secs(6)),
-        (espeak_to_frame(LINES[1]), Duration::from_secs(6)),
-        (espeak_to_frame(LINES[2]), Duration::from_secs(6)),
-        (espeak_to_frame(LINES[3]), Duration::from_secs(6)),
-    ]);
-    let wav = server.path("order.wav");
-    write_wav(&wav, &speech).unwrap();
+    let worker = Worker::start(&server, &fake, &llm);
+    let wav = caller_wav(&server, "order.wav", &LINES, Duration::from_secs(6));
     let caller = Caller::start(
         &server,
         CallerPlan {
@@ -110,14 +145,12 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
         },
     );
     let heard = caller.finish(Duration::from_secs(60)).await;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(20), worker).await;
+    let orders = worker.stop().await;
     llm.verify().unwrap();
 
     // the order is stored
-    let orders = OrderStore::open(&db).unwrap().list().unwrap();
     assert_eq!(orders.len(), 1, "caller saw: {heard:#}");
-    let order = as_json(&orders[0]);
+    let order = &orders[0];
     assert_eq!(order["items"][0]["quantity"], 2);
     assert_eq!(order["total_cents"], 2000);
 
@@ -172,4 +205,157 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
             .any(|t| t["rms"].as_f64().unwrap_or(0.0) > 300.0),
         "{agent_tracks:?}"
     );
+}
+
+/// Seconds of the agent's track, in 20 ms windows, louder than -40 dBFS, from the
+/// caller's recording.
+fn agent_speech_windows(heard: &std::path::Path) -> Vec<f64> {
+    let audio = bella_vista::io::wav::read_wav(heard).unwrap();
+    let rate = audio.sample_rate() as usize;
+    audio
+        .samples()
+        .chunks(rate / 50)
+        .enumerate()
+        .filter(|(_, w)| {
+            bella_vista::voice::audio::AudioFrame::mono(w.to_vec(), rate as u32).level_dbfs()
+                > -40.0
+        })
+        .map(|(i, _)| i as f64 * 0.02)
+        .collect()
+}
+
+const LONG_GREETING: &str = "Welcome to Bella Vista, home of the finest tiramisu in the whole \
+                             city. Tonight we also have grilled salmon and a ribeye steak. What \
+                             can I get you?";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_talking_over_the_agent_stops_its_audio() {
+    let server = LiveKit::start();
+    let fake = FakeOpenAi::start().await;
+    fake.push(
+        Endpoint::Transcriptions,
+        Response::Transcript("Can I order now?".into()),
+    );
+    let llm = ScriptedLlm::new([
+        Step::reply().text(LONG_GREETING),
+        Step::reply()
+            .expect(|r| {
+                let heard = r.items.iter().find_map(|i| match i {
+                    bella_vista::llm::ChatItem::Message {
+                        role: bella_vista::llm::ChatRole::Assistant,
+                        text,
+                    } => Some(text.clone()),
+                    _ => None,
+                });
+                match heard {
+                    Some(h)
+                        if LONG_GREETING.starts_with(&h) && h.len() < LONG_GREETING.len() / 2 =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("context kept {other:?}")),
+                }
+            })
+            .text("Of course!"),
+    ]);
+    let worker = Worker::start(&server, &fake, &llm);
+    let wav = caller_wav(
+        &server,
+        "over.wav",
+        &["Can I order now please"],
+        Duration::from_secs(6),
+    );
+    // the agent joins about 1.3 s after the dispatch and greets for about 9 s; the caller
+    // starts talking 4 s in
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "barge-room",
+            identity: "caller",
+            wav_in: Some(&wav),
+            speak_after: 4.0,
+            duration: 14.0,
+            agent_name: Some("bella-vista"),
+        },
+    );
+    let heard_path = caller.heard.clone();
+    let _ = caller.finish(Duration::from_secs(40)).await;
+    worker.stop().await;
+    llm.verify().unwrap();
+    let windows = agent_speech_windows(&heard_path);
+    let first = *windows.first().expect("the agent spoke");
+    // the greeting: a run of windows without a gap of more than 0.3 s
+    let mut greeting_end = first;
+    for &w in &windows {
+        if w - greeting_end > 0.3 {
+            break;
+        }
+        greeting_end = w;
+    }
+    let greeting_len = greeting_end - first;
+    let full = LONG_GREETING.len() as f64 * 0.06;
+    assert!(
+        greeting_len < full * 0.6,
+        "greeting played {greeting_len:.2}s of {full:.2}s"
+    );
+    assert!(
+        greeting_end < 4.0 + 2.0,
+        "stopped at {greeting_end:.2}s, caller began at 4.0s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_hanging_up_mid_order_stores_nothing_and_the_worker_serves_the_next() {
+    let server = LiveKit::start();
+    let fake = FakeOpenAi::start().await;
+    fake.push(
+        Endpoint::Transcriptions,
+        Response::Transcript("I would like to order.".into()),
+    );
+    let llm = ScriptedLlm::new([
+        Step::reply().text("Welcome to Bella Vista!"),
+        Step::reply().call("take_order", json!({})),
+        item_enters("What would you like?"),
+        // the second call
+        Step::reply().text("Welcome back to Bella Vista!"),
+    ]);
+    let worker = Worker::start(&server, &fake, &llm);
+    let wav = caller_wav(
+        &server,
+        "short.wav",
+        &["I would like to order"],
+        Duration::from_secs(3),
+    );
+    let first = Caller::start(
+        &server,
+        CallerPlan {
+            room: "hangup-room",
+            identity: "caller",
+            wav_in: Some(&wav),
+            speak_after: 3.0,
+            duration: 9.0,
+            agent_name: Some("bella-vista"),
+        },
+    );
+    let heard = first.finish(Duration::from_secs(30)).await;
+    let texts = format!("{}", heard["transcriptions"]);
+    assert!(texts.contains("What would you like?"), "{texts}");
+    // the worker keeps serving: a second caller in another room is greeted
+    let second = Caller::start(
+        &server,
+        CallerPlan {
+            room: "next-room",
+            identity: "caller2",
+            wav_in: None,
+            speak_after: 1.0,
+            duration: 6.0,
+            agent_name: Some("bella-vista"),
+        },
+    );
+    let heard = second.finish(Duration::from_secs(30)).await;
+    let texts = format!("{}", heard["transcriptions"]);
+    assert!(texts.contains("Welcome back to Bella Vista!"), "{texts}");
+    let orders = worker.stop().await;
+    llm.verify().unwrap();
+    assert!(orders.is_empty(), "{orders:?}");
 }
