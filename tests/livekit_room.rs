@@ -6,11 +6,11 @@
 //! Tools come from `scripts/livekit/install.sh` (server binary and the venv's python);
 //! speech from `espeak-ng`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bella_vista::io::livekit::room::{
@@ -18,100 +18,10 @@ use bella_vista::io::livekit::room::{
 };
 use bella_vista::voice::audio::AudioFrame;
 use bella_vista::voice::audio_io::{AudioInput, AudioOutput};
+use common::livekit::{Caller, CallerPlan, LiveKit};
 use livekit_api::access_token::{AccessToken, VideoGrants};
 
 // ---- tools and the server ------------------------------------------------------------------
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// (server binary, python) from install.sh, once per test binary.
-fn tools() -> &'static (String, String) {
-    static TOOLS: OnceLock<(String, String)> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/livekit/install.sh"))
-            .output()
-            .expect("run install.sh");
-        assert!(
-            out.status.success(),
-            "install.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let find = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap_or_else(|| panic!("install.sh names {key}"))
-                .to_owned()
-        };
-        (find("LIVEKIT_SERVER_BIN="), find("LIVEKIT_PYTHON="))
-    })
-}
-
-/// A port whose TCP port and UDP port + 2 are free right now.
-fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        if port < 60_000 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A running livekit-server in its own directory; stopped on drop.
-struct LiveKit {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl LiveKit {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for _ in 0..5 {
-            let port = free_port();
-            let out = Command::new(repo().join("scripts/livekit/start.sh"))
-                .arg(dir.path())
-                .env("LIVEKIT_PORT", port.to_string())
-                .env("LIVEKIT_SERVER_BIN", &tools().0)
-                .output()
-                .expect("run start.sh");
-            if out.status.success() {
-                return LiveKit { dir, port };
-            }
-            eprintln!(
-                "start.sh on {port}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        panic!("livekit-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for LiveKit {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/livekit/stop.sh"))
-            .arg(self.dir.path())
-            .output();
-        // On failure (or with LIVEKIT_ROOM_KEEP set) the server's log outlives its directory.
-        if std::thread::panicking() || std::env::var_os("LIVEKIT_ROOM_KEEP").is_some() {
-            let kept = std::env::temp_dir().join(format!("livekit_room-{}.log", self.port));
-            if std::fs::copy(self.path("livekit.log"), &kept).is_ok() {
-                eprintln!("livekit-server log kept at {}", kept.display());
-            }
-        }
-    }
-}
 
 fn token(identity: &str, room: &str) -> String {
     AccessToken::with_api_key("devkey", "secret")
@@ -139,67 +49,6 @@ fn init_logs() {
 }
 
 // ---- the Python caller ---------------------------------------------------------------------
-
-/// The official SDK as the caller: `caller.py`, recording what it hears and what it is sent.
-struct Caller {
-    child: tokio::process::Child,
-    json: PathBuf,
-    log: PathBuf,
-}
-
-impl Caller {
-    fn start(
-        server: &LiveKit,
-        room: &str,
-        identity: &str,
-        wav_in: Option<&Path>,
-        duration: f32,
-    ) -> Self {
-        let json = server.path(&format!("{identity}.json"));
-        let log = server.path(&format!("{identity}.log"));
-        let mut command = tokio::process::Command::new(&tools().1);
-        command
-            .arg(repo().join("tests/livekit/caller.py"))
-            .args([
-                "--url",
-                &server.url(),
-                "--room",
-                room,
-                "--identity",
-                identity,
-            ])
-            .args(["--duration", &duration.to_string(), "--speak-after", "1.0"])
-            .arg("--json-out")
-            .arg(&json)
-            .arg("--wav-out")
-            .arg(server.path(&format!("{identity}_heard.wav")))
-            .env("PYTHONWARNINGS", "ignore")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("caller log"))
-            .kill_on_drop(true);
-        if let Some(wav) = wav_in {
-            command.arg("--wav-in").arg(wav);
-        }
-        Caller {
-            child: command.spawn().expect("start caller.py"),
-            json,
-            log,
-        }
-    }
-
-    /// Waits for the caller to finish and returns its JSON.
-    async fn finish(mut self) -> serde_json::Value {
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("caller finishes")
-            .expect("caller status");
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "caller.py failed: {log}");
-        let text = std::fs::read_to_string(&self.json)
-            .unwrap_or_else(|_| panic!("no caller JSON; log: {log}"));
-        serde_json::from_str(&text).expect("caller JSON")
-    }
-}
 
 fn speech_wav(server: &LiveKit, text: &str) -> PathBuf {
     let path = server.path("speech.wav");
@@ -288,7 +137,17 @@ fn tracks_of<'a>(json: &'a serde_json::Value, identity: &str) -> Vec<&'a serde_j
 async fn the_caller_hears_the_agents_tone() {
     init_logs();
     let server = LiveKit::start();
-    let caller = Caller::start(&server, "tone", "caller", None, 9.0);
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "tone",
+            identity: "caller",
+            wav_in: None,
+            speak_after: 1.0,
+            duration: 9.0,
+            agent_name: None,
+        },
+    );
     let (room, mut events) = join(&server, "tone", "agent").await;
     wait_event(
         &mut events,
@@ -323,7 +182,7 @@ async fn the_caller_hears_the_agents_tone() {
             .expect("write silence");
     }
 
-    let json = caller.finish().await;
+    let json = caller.finish(Duration::from_secs(30)).await;
     room.disconnect().await;
     let after = output
         .write(AudioFrame::silence(48_000, 1, Duration::from_millis(20)))
@@ -350,7 +209,17 @@ async fn the_agent_hears_the_callers_speech() {
     );
     let (room, _events) = join(&server, "speech", "agent").await;
     let mut input = room.audio_input(None).await;
-    let caller = Caller::start(&server, "speech", "caller", Some(&wav), 9.0);
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "speech",
+            identity: "caller",
+            wav_in: Some(&wav),
+            speak_after: 1.0,
+            duration: 9.0,
+            agent_name: None,
+        },
+    );
 
     let mut samples = Vec::new();
     let mut loudest_window = 0.0_f64;
@@ -370,14 +239,24 @@ async fn the_agent_hears_the_callers_speech() {
         "no speech heard (loudest RMS {loudest_window:.0})"
     );
     room.disconnect().await;
-    caller.finish().await;
+    caller.finish(Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transcriptions_and_agent_state_reach_the_caller() {
     init_logs();
     let server = LiveKit::start();
-    let caller = Caller::start(&server, "text", "caller", None, 8.0);
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "text",
+            identity: "caller",
+            wav_in: None,
+            speak_after: 1.0,
+            duration: 8.0,
+            agent_name: None,
+        },
+    );
     let (room, mut events) = join(&server, "text", "agent").await;
     wait_event(
         &mut events,
@@ -415,7 +294,7 @@ async fn transcriptions_and_agent_state_reach_the_caller() {
     .await
     .expect("set attributes");
 
-    let json = caller.finish().await;
+    let json = caller.finish(Duration::from_secs(30)).await;
     room.disconnect().await;
     let states: Vec<_> = json["attributes"]
         .as_array()
@@ -447,7 +326,17 @@ async fn the_caller_leaving_ends_the_input() {
     let wav = speech_wav(&server, "Just a quick question, then I hang up.");
     let (room, mut events) = join(&server, "leave", "agent").await;
     let mut input = room.audio_input(Some("caller")).await;
-    let caller = Caller::start(&server, "leave", "caller", Some(&wav), 6.0);
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "leave",
+            identity: "caller",
+            wav_in: Some(&wav),
+            speak_after: 1.0,
+            duration: 6.0,
+            agent_name: None,
+        },
+    );
 
     let mut frames = 0;
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
@@ -469,7 +358,7 @@ async fn the_caller_leaving_ends_the_input() {
             |e| matches!(e, RoomEvent::TrackSubscribed { identity, .. } if identity == "caller")
         )
     );
-    caller.finish().await;
+    caller.finish(Duration::from_secs(30)).await;
 
     room.disconnect().await;
     wait_event(&mut events, Duration::from_secs(5), |e| {

@@ -6,170 +6,23 @@
 //! `scripts/livekit/start.sh` and a guard stops it (`stop.sh`), even when the test panics.
 //! What the server saw is read from its log (`job ended … JS_SUCCESS`, `worker registered`).
 
-use std::net::{TcpListener, UdpSocket};
-use std::path::Path;
+mod common;
+
 use std::pin::Pin;
-use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bella_vista::io::livekit::worker::{
     AssignedJob, Backoff, JobHandler, WorkerError, WorkerOptions, run_worker,
 };
 use livekit_api::access_token::TokenVerifier;
-use livekit_api::services::agent_dispatch::AgentDispatchClient;
-use livekit_protocol::CreateAgentDispatchRequest;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use common::livekit::LiveKit;
+
 const AGENT: &str = "bella-vista-test";
-
-// ---- the server ----------------------------------------------------------------------------
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The livekit-server binary, installed (or found) once per test binary.
-fn server_bin() -> &'static str {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/livekit/install.sh"))
-            .output()
-            .expect("run install.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "install.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("LIVEKIT_SERVER_BIN="));
-        bin.expect("install.sh names LIVEKIT_SERVER_BIN").to_owned()
-    })
-}
-
-/// A port whose TCP port and UDP port + 2 are free right now.
-fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        if port < 60000 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A running livekit-server; stopped on drop.
-struct LiveKit {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl LiveKit {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for _ in 0..5 {
-            let port = free_port();
-            if run_start(dir.path(), port) {
-                return Self { dir, port };
-            }
-        }
-        panic!(
-            "livekit-server did not start; log: {}",
-            read_log(dir.path())
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
-    }
-
-    fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&self) {
-        let stop = Command::new(repo().join("scripts/livekit/stop.sh"))
-            .arg(self.dir.path())
-            .output();
-        if let Err(error) = stop {
-            eprintln!("stop.sh failed: {error}");
-        }
-    }
-
-    /// Stops the server and starts a new one on the same port (a fresh log).
-    fn restart(&self) {
-        self.stop();
-        for _ in 0..50 {
-            if run_start(self.dir.path(), self.port) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("livekit-server did not restart on port {}", self.port);
-    }
-
-    fn log(&self) -> String {
-        read_log(self.dir.path())
-    }
-
-    /// Waits until the server's log satisfies `check`.
-    async fn wait_for_log(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !check(&self.log()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; server log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Whether the server logged that `job_id` ended with `status` (`JS_SUCCESS`, …).
-    fn job_ended(&self, job_id: &str, status: &str) -> bool {
-        self.log()
-            .lines()
-            .any(|l| l.contains("job ended") && l.contains(job_id) && l.contains(status))
-    }
-
-    async fn dispatch(&self, room: &str) {
-        let client = AgentDispatchClient::with_api_key(&self.http_url(), "devkey", "secret");
-        let request = CreateAgentDispatchRequest {
-            agent_name: AGENT.into(),
-            room: room.into(),
-            metadata: format!("{{\"room\":\"{room}\"}}"),
-            ..Default::default()
-        };
-        client
-            .create_dispatch(request)
-            .await
-            .expect("create_dispatch");
-    }
-}
-
-impl Drop for LiveKit {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run_start(dir: &Path, port: u16) -> bool {
-    let out = Command::new(repo().join("scripts/livekit/start.sh"))
-        .arg(dir)
-        .env("LIVEKIT_PORT", port.to_string())
-        .env("LIVEKIT_SERVER_BIN", server_bin())
-        .output()
-        .expect("run start.sh");
-    out.status.success()
-}
-
-fn read_log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("livekit.log")).unwrap_or_default()
-}
 
 // ---- a recording job handler ---------------------------------------------------------------
 
@@ -303,7 +156,7 @@ async fn a_dispatch_reaches_the_handler_with_a_token_for_its_room() {
     let (handler, mut seen) = Recorder::new(Behaviour::SleepThenOk(Duration::from_millis(200)));
     let (worker, stop) = start_worker(&server, options(&server, 2), handler).await;
 
-    server.dispatch("order-room").await;
+    server.dispatch(AGENT, "order-room").await;
     let job = next_start(&mut seen, Duration::from_secs(10)).await;
     assert_eq!(job.room_name, "order-room");
     assert_eq!(job.url, server.url());
@@ -340,7 +193,10 @@ async fn a_full_worker_never_runs_more_than_its_capacity() {
     let max_running = handler.max_running.clone();
     let (worker, stop) = start_worker(&server, options(&server, 1), handler).await;
 
-    tokio::join!(server.dispatch("room-a"), server.dispatch("room-b"));
+    tokio::join!(
+        server.dispatch(AGENT, "room-a"),
+        server.dispatch(AGENT, "room-b")
+    );
     let first = next_start(&mut seen, Duration::from_secs(10)).await;
     // The second dispatch is declined (or not offered: the worker reports itself full).
     let mut starts = 1;
@@ -394,7 +250,7 @@ async fn shutdown_lets_a_running_job_finish() {
     let (handler, mut seen) = Recorder::new(Behaviour::UntilCancelled(Duration::from_secs(1)));
     let (worker, stop) = start_worker(&server, options(&server, 2), handler).await;
 
-    server.dispatch("finishing-room").await;
+    server.dispatch(AGENT, "finishing-room").await;
     let job = next_start(&mut seen, Duration::from_secs(10)).await;
     let asked = Instant::now();
     stop.send(()).expect("worker alive");
@@ -425,7 +281,7 @@ async fn shutdown_cancels_jobs_still_running_at_the_drain_timeout() {
     options.drain_timeout = Duration::from_millis(500);
     let (worker, stop) = start_worker(&server, options, handler).await;
 
-    server.dispatch("long-room").await;
+    server.dispatch(AGENT, "long-room").await;
     let job = next_start(&mut seen, Duration::from_secs(10)).await;
     let asked = Instant::now();
     stop.send(()).expect("worker alive");
@@ -458,7 +314,7 @@ async fn a_job_that_ignores_cancellation_is_aborted_and_reported_failed() {
     options.cancel_grace = Duration::from_millis(300);
     let (worker, stop) = start_worker(&server, options, handler).await;
 
-    server.dispatch("stubborn-room").await;
+    server.dispatch(AGENT, "stubborn-room").await;
     let job = next_start(&mut seen, Duration::from_secs(10)).await;
     stop.send(()).expect("worker alive");
     join_worker(worker, Duration::from_secs(3))
@@ -484,7 +340,7 @@ async fn the_worker_re_registers_after_a_server_restart() {
     let (worker, stop) = start_worker(&server, options(&server, 2), handler).await;
 
     // A job that spans the restart keeps running: it talks to its room, not to the worker socket.
-    server.dispatch("before-restart").await;
+    server.dispatch(AGENT, "before-restart").await;
     let before = next_start(&mut seen, Duration::from_secs(10)).await;
     let restarting = server.clone();
     tokio::task::spawn_blocking(move || restarting.restart())
@@ -498,7 +354,7 @@ async fn the_worker_re_registers_after_a_server_restart() {
         )
         .await;
 
-    server.dispatch("after-restart").await;
+    server.dispatch(AGENT, "after-restart").await;
     let after = next_start(&mut seen, Duration::from_secs(10)).await;
     assert_eq!(after.room_name, "after-restart");
     assert_eq!(after.url, server.url());

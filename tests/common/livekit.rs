@@ -49,7 +49,24 @@ fn free_port() -> u16 {
 /// A running livekit-server (`--dev`: key `devkey`, secret `secret`) in its own directory.
 pub struct LiveKit {
     dir: tempfile::TempDir,
-    port: u16,
+    /// The HTTP/WebSocket port (UDP ICE is on port + 2).
+    pub port: u16,
+}
+
+fn run_start(dir: &Path, port: u16) -> bool {
+    let out = Command::new(repo().join("scripts/livekit/start.sh"))
+        .arg(dir)
+        .env("LIVEKIT_PORT", port.to_string())
+        .env("LIVEKIT_SERVER_BIN", &tools().0)
+        .output()
+        .expect("run start.sh");
+    if !out.status.success() {
+        eprintln!(
+            "start.sh on {port}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
 }
 
 impl LiveKit {
@@ -58,21 +75,14 @@ impl LiveKit {
         let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
-            let out = Command::new(repo().join("scripts/livekit/start.sh"))
-                .arg(dir.path())
-                .env("LIVEKIT_PORT", port.to_string())
-                .env("LIVEKIT_SERVER_BIN", &tools().0)
-                .output()
-                .expect("run start.sh");
-            if out.status.success() {
+            if run_start(dir.path(), port) {
                 return LiveKit { dir, port };
             }
-            eprintln!(
-                "start.sh on {port}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
         }
-        panic!("livekit-server did not start");
+        panic!(
+            "livekit-server did not start; log: {}",
+            read_log(dir.path())
+        );
     }
 
     /// `ws://127.0.0.1:PORT`.
@@ -80,17 +90,90 @@ impl LiveKit {
         format!("ws://127.0.0.1:{}", self.port)
     }
 
+    /// `http://127.0.0.1:PORT`, for the server APIs.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// A file in the server's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Stops the server.
+    pub fn stop(&self) {
+        if let Err(error) = Command::new(repo().join("scripts/livekit/stop.sh"))
+            .arg(self.dir.path())
+            .output()
+        {
+            eprintln!("stop.sh failed: {error}");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same port (a fresh log).
+    pub fn restart(&self) {
+        self.stop();
+        for _ in 0..50 {
+            if run_start(self.dir.path(), self.port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("livekit-server did not restart on port {}", self.port);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+
+    /// Waits until the server's log satisfies `check`.
+    pub async fn wait_for_log(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !check(&self.log()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; server log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the server logged that `job_id` ended with `status` (`JS_SUCCESS`, ...).
+    pub fn job_ended(&self, job_id: &str, status: &str) -> bool {
+        self.log()
+            .lines()
+            .any(|l| l.contains("job ended") && l.contains(job_id) && l.contains(status))
+    }
+
+    /// Dispatches agent `agent` into `room` through the server API.
+    pub async fn dispatch(&self, agent: &str, room: &str) {
+        let client = livekit_api::services::agent_dispatch::AgentDispatchClient::with_api_key(
+            &self.http_url(),
+            "devkey",
+            "secret",
+        );
+        let request = livekit_protocol::CreateAgentDispatchRequest {
+            agent_name: agent.into(),
+            room: room.into(),
+            metadata: format!("{{\"room\":\"{room}\"}}"),
+            ..Default::default()
+        };
+        client
+            .create_dispatch(request)
+            .await
+            .expect("create_dispatch");
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("livekit.log")).unwrap_or_default()
 }
 
 impl Drop for LiveKit {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/livekit/stop.sh"))
-            .arg(self.dir.path())
-            .output();
+        self.stop();
     }
 }
 
