@@ -121,9 +121,17 @@ impl RoomCalls {
             .await
             .map_err(|e| e.to_string())?;
         let session = start_session(&self.config, &self.restaurant, self.llm.clone());
-        let report = run_room_call(room, events, session, &self.services, self.pipeline.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let caller_wait = std::time::Duration::from_millis(self.config.livekit.caller_wait_ms);
+        let report = run_room_call(
+            room,
+            events,
+            session,
+            &self.services,
+            self.pipeline.clone(),
+            caller_wait,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         tracing::info!(turns = report.turns.len(), duration_s = report.duration_s, summary = ?report.summary, "room call ended");
         Ok(())
     }

@@ -132,6 +132,8 @@ pub struct LiveKitConfig {
     pub max_jobs: usize,
     /// Longest wait for running calls on shutdown, in milliseconds.
     pub drain_timeout_ms: u64,
+    /// How long a job waits for the caller's audio before it leaves the room, in ms.
+    pub caller_wait_ms: u64,
 }
 
 /// The LiveKit server and credentials: `LIVEKIT_URL`, `LIVEKIT_API_KEY`,

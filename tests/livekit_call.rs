@@ -63,6 +63,7 @@ impl Worker {
         let db = dir.path().join("orders.db");
         let mut config = Config::builtin().unwrap();
         config.paths.orders_db = Some(db.clone());
+        config.livekit.caller_wait_ms = 4000;
         let restaurant = restaurant(&config).unwrap();
         let calls = RoomCalls::new(
             Arc::new(config),
@@ -358,4 +359,48 @@ async fn a_caller_hanging_up_mid_order_stores_nothing_and_the_worker_serves_the_
     let orders = worker.stop().await;
     llm.verify().unwrap();
     assert!(orders.is_empty(), "{orders:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_room_vanished_is_released_and_the_worker_goes_on() {
+    let server = LiveKit::start();
+    let fake = FakeOpenAi::start().await;
+    let llm = ScriptedLlm::new([
+        // the vanished room's greeting may or may not be asked for, depending on timing
+        Step::new().text("Welcome to Bella Vista!"),
+        Step::new().text("Welcome to Bella Vista!"),
+    ]);
+    let worker = Worker::start(&server, &fake, &llm);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.dispatch("bella-vista", "vanishing-room").await;
+    let rooms = livekit_api::services::room::RoomClient::with_api_key(
+        &server.http_url(),
+        "devkey",
+        "secret",
+    );
+    rooms
+        .delete_room("vanishing-room")
+        .await
+        .expect("delete_room");
+    server
+        .wait_for_log("the job's end", Duration::from_secs(15), |log| {
+            log.lines().any(|l| l.contains("job ended"))
+        })
+        .await;
+    // the slot is free: the next caller is greeted
+    let caller = Caller::start(
+        &server,
+        CallerPlan {
+            room: "after-room",
+            identity: "caller",
+            wav_in: None,
+            speak_after: 1.0,
+            duration: 6.0,
+            agent_name: Some("bella-vista"),
+        },
+    );
+    let heard = caller.finish(Duration::from_secs(30)).await;
+    let texts = format!("{}", heard["transcriptions"]);
+    assert!(texts.contains("Welcome to Bella Vista!"), "{texts}");
+    assert!(worker.stop().await.is_empty());
 }

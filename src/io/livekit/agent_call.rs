@@ -5,11 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::room::{Room, RoomError, RoomEvent, RoomEvents};
+use super::room::{Room, RoomAudioInput, RoomError, RoomEvent, RoomEvents};
 use crate::agent::{AgentState, SessionHandle};
+use crate::voice::audio::AudioFrame;
+use crate::voice::audio_io::AudioInput;
 use crate::voice::call::{
     CallError, CallEvent, CallReport, Pace, VoiceServices, run_call_with_events,
 };
@@ -33,17 +36,22 @@ pub enum RoomCallError {
 
 /// Runs one call in `room` with `session` answering, until the caller leaves or the room
 /// ends; then leaves the room. The caller is the first remote participant that publishes
-/// a microphone.
+/// a microphone; if none does within `caller_wait` (the room vanished, the caller gave up),
+/// the call ends and the job is released.
 pub async fn run_room_call(
     room: Room,
     events: RoomEvents,
     session: SessionHandle,
     services: &VoiceServices,
     config: PipelineConfig,
+    caller_wait: Duration,
 ) -> Result<CallReport, RoomCallError> {
     let output = room.publish_audio("agent-voice").await?;
     let agent_track = output.track_sid().to_string();
-    let input = room.audio_input(None).await;
+    let input = CallerInput {
+        input: room.audio_input(None).await,
+        first_frame_by: Some(tokio::time::Instant::now() + caller_wait),
+    };
     let room = std::sync::Arc::new(room);
     set_state(&room, AgentState::Listening).await;
 
@@ -68,6 +76,32 @@ pub async fn run_room_call(
     room.disconnect().await;
     let (report, _) = result?;
     Ok(report)
+}
+
+/// The caller's audio, given up on if its first frame does not come in time.
+struct CallerInput {
+    input: RoomAudioInput,
+    first_frame_by: Option<tokio::time::Instant>,
+}
+
+impl AudioInput for CallerInput {
+    async fn next_frame(&mut self) -> Option<AudioFrame> {
+        match self.first_frame_by {
+            None => self.input.next_frame().await,
+            Some(deadline) => {
+                let frame = tokio::time::timeout_at(deadline, self.input.next_frame())
+                    .await
+                    .ok()
+                    .flatten();
+                if frame.is_some() {
+                    self.first_frame_by = None;
+                } else {
+                    tracing::info!("no caller audio in time; leaving the room");
+                }
+                frame
+            }
+        }
+    }
 }
 
 async fn set_state(room: &Room, state: AgentState) {
