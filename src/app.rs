@@ -142,9 +142,18 @@ impl JobHandler for RoomCalls {
         let calls = self.clone();
         Box::pin(async move {
             tracing::info!(job = %job.job_id, room = %job.room_name, "job started");
+            let call = calls.run(&job.url, &job.token);
+            tokio::pin!(call);
             tokio::select! {
-                result = calls.run(&job.url, &job.token) => result,
-                () = job.cancel.cancelled() => Err("cancelled at shutdown".into()),
+                result = &mut call => result,
+                () = job.cancel.cancelled() => {
+                    // The server ends a job as the caller leaves, often while the call is
+                    // finishing by itself: give it a moment before calling it cancelled.
+                    match tokio::time::timeout(std::time::Duration::from_secs(3), &mut call).await {
+                        Ok(result) => result,
+                        Err(_) => Err("cancelled".into()),
+                    }
+                }
             }
         })
     }

@@ -140,6 +140,12 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
     let mut caller = CallerAudio::default();
     let mut input_done = false;
     let mut trailing = Duration::ZERO;
+    // In real time the call's clock is the caller's audio. A sender with DTX sends nothing
+    // while quiet; without this, time (and the agent's audio) would stand still until its
+    // next packet. So silence is supplied when audio is overdue.
+    let mut gap_clock = tokio::time::interval(frame);
+    gap_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut audio_until = tokio::time::Instant::now();
 
     loop {
         if pace == Pace::Fast {
@@ -171,12 +177,21 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
                     driver.feed(result, &mut output).await;
                 }
                 next = input.next_frame() => match next {
-                    Some(frame) => caller.push(&frame)?,
+                    Some(audio) => {
+                        caller.push(&audio)?;
+                        audio_until = tokio::time::Instant::now();
+                    }
                     None => {
                         input_done = true;
                         caller.flush(frame_samples)?;
                     }
                 },
+                _ = gap_clock.tick(), if pace == Pace::RealTime => {
+                    if audio_until.elapsed() >= frame * GAP_FRAMES {
+                        caller.fill_gap(frame_samples);
+                        audio_until += frame;
+                    }
+                }
             }
             continue;
         };
@@ -217,18 +232,43 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
     Ok((report, output))
 }
 
+/// How many frames of caller audio may be overdue before silence is supplied.
+const GAP_FRAMES: u32 = 3;
+
 /// Caller audio converted to the pipeline's rate, waiting to be cut into frames.
 #[derive(Default)]
 struct CallerAudio {
     resampler: Option<Resampler>,
     samples: std::collections::VecDeque<i16>,
+    /// Silence supplied for a gap that the input will still deliver (a DTX pause comes out
+    /// of the decoder as silence when the next packet arrives): that much leading silence
+    /// is dropped, so the gap is not counted twice.
+    gap_debt: usize,
 }
 
 impl CallerAudio {
+    fn fill_gap(&mut self, samples: usize) {
+        self.samples.extend(std::iter::repeat_n(0, samples));
+        self.gap_debt += samples;
+    }
+
+    /// Appends converted samples, first paying back supplied silence.
+    fn extend(&mut self, samples: &[i16]) {
+        let mut skip = 0;
+        while skip < samples.len() && self.gap_debt > 0 && samples[skip].unsigned_abs() < 16 {
+            skip += 1;
+            self.gap_debt -= 1;
+        }
+        if skip < samples.len() {
+            self.gap_debt = 0;
+        }
+        self.samples.extend(&samples[skip..]);
+    }
+
     fn push(&mut self, frame: &AudioFrame) -> Result<(), CallError> {
         let mono = frame.to_mono();
         if mono.sample_rate() == CALLER_RATE {
-            self.samples.extend(mono.samples());
+            self.extend(mono.samples());
             return Ok(());
         }
         let resampler = match &mut self.resampler {
@@ -241,7 +281,7 @@ impl CallerAudio {
         let converted = resampler
             .process(&mono)
             .map_err(|e| CallError::Resample(e.to_string()))?;
-        self.samples.extend(converted.samples());
+        self.extend(converted.samples());
         Ok(())
     }
 
@@ -426,5 +466,28 @@ async fn forward_events(mut session: SessionHandle, results: mpsc::UnboundedSend
         if results.send(PipelineInput::Session(event)).is_err() || ended {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_supplied_for_a_gap_is_not_counted_twice() {
+        let mut caller = CallerAudio::default();
+        caller.fill_gap(320);
+        caller.fill_gap(320);
+        // the decoder delivers the pause as silence, then speech
+        let mut late: Vec<i16> = vec![0; 800];
+        late.extend(vec![1000; 320]);
+        caller.push(&AudioFrame::mono(late, CALLER_RATE)).unwrap();
+        assert_eq!(caller.buffered(), 640 + 160 + 320);
+        // speech pays back nothing: a late real frame is kept whole
+        caller.fill_gap(320);
+        caller
+            .push(&AudioFrame::mono(vec![1000; 320], CALLER_RATE))
+            .unwrap();
+        assert_eq!(caller.buffered(), 640 + 160 + 320 + 320 + 320);
     }
 }

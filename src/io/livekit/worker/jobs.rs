@@ -34,6 +34,10 @@ use livekit_protocol::{
     UpdateWorkerStatus, WorkerStatus, worker_message,
 };
 
+/// livekit-server's default `target_load`: it dispatches no job to a worker reporting this
+/// load or more.
+pub const SERVER_TARGET_LOAD: f32 = 0.7;
+
 /// How a [`JobBook`] is sized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobBookConfig {
@@ -189,9 +193,12 @@ impl JobBook {
         self.draining
     }
 
-    /// The load reported to the server: running jobs over capacity, 0 to 1.
+    /// The load reported to the server: the share of capacity in use, scaled so that a full
+    /// worker reports [`SERVER_TARGET_LOAD`]. livekit-server sends no job to a worker at or
+    /// above that load, so reporting the plain share would leave the last 30 % of
+    /// `capacity` unused; fullness itself is said by the `WS_FULL` status.
     pub fn load(&self) -> f32 {
-        (self.running.len() as f32 / self.config.capacity as f32).min(1.0)
+        (self.running.len() as f32 / self.config.capacity as f32).min(1.0) * SERVER_TARGET_LOAD
     }
 
     fn status(&self) -> WorkerStatus {
@@ -440,11 +447,14 @@ mod tests {
         answers.collect()
     }
 
+    /// Worker status updates sent, with the share of capacity each reports.
     fn worker_updates(outputs: &[Output]) -> Vec<(WorkerStatus, f32, u32)> {
         let updates = sent(outputs).filter_map(|m| match m {
             Message::UpdateWorker(u) => {
                 let status = WorkerStatus::try_from(u.status.unwrap_or_default()).ok()?;
-                Some((status, u.load, u.job_count))
+                // The share of capacity in use (the load unscaled, rounded for comparison).
+                let share = (u.load / SERVER_TARGET_LOAD * 1000.0).round() / 1000.0;
+                Some((status, share, u.job_count))
             }
             _ => None,
         });
@@ -704,10 +714,7 @@ mod tests {
         drain(&mut b);
         b.handle(Input::DrainRequested, t0);
         let out = drain(&mut b);
-        assert_eq!(
-            worker_updates(&out),
-            vec![(WorkerStatus::WsFull, 1.0 / 3.0, 1)]
-        );
+        assert_eq!(worker_updates(&out), vec![(WorkerStatus::WsFull, 0.333, 1)]);
         assert!(!out.contains(&Output::Drained));
         b.handle(offer("J3"), t0);
         assert_eq!(availability(&drain(&mut b)), vec![("J3".to_owned(), false)]);
