@@ -39,6 +39,9 @@ mod openai_server;
 #[path = "../tests/common/speech.rs"]
 mod speech;
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,60 +138,11 @@ fn machine_ticks() -> (u64, u64) {
     (all, idle)
 }
 
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
-    output
-        .status
-        .success()
-        .then(|| text.lines().next().unwrap_or_default().trim().to_string())
-}
-
 /// Clock ticks per second (`getconf CLK_TCK`, else 100).
 fn clock_tick() -> f64 {
-    command_line("getconf", &["CLK_TCK"])
+    machine::command_line("getconf", &["CLK_TCK"])
         .and_then(|t| t.parse().ok())
         .unwrap_or(100.0)
-}
-
-fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("model name"))?;
-    Some(line.split_once(':')?.1.trim().to_string())
-}
-
-fn memory_total_kib() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn loadavg() -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    text.split_whitespace()
-        .take(3)
-        .map(|x| x.parse().ok())
-        .collect()
-}
-
-fn machine() -> Value {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        let mut all = vec!["-C", manifest];
-        all.extend_from_slice(args);
-        command_line("git", &all)
-    };
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu_model": cpu_model(),
-        "memory_mib": memory_total_kib().map(|k| k / 1024),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
-        "rustc": command_line(&rustc, &["-V"]),
-        "git_commit": git(&["rev-parse", "HEAD"]),
-        "git_dirty": git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
-        "loadavg_at_start": loadavg(),
-    })
 }
 
 /// Where the JSON report goes: `target/bench-livekit.json` (`bench-livekit-no-dtx.json`
@@ -784,7 +738,7 @@ fn main() {
 
 async fn run(plan: Plan) {
     let t0 = Instant::now();
-    let machine = machine();
+    let machine = machine::machine();
     let nproc = machine["nproc"].as_f64().unwrap_or(1.0);
     let tick = clock_tick();
     let k = plan.callers;
@@ -1039,7 +993,7 @@ async fn run(plan: Plan) {
         LIVEKIT_CORES / LIVEKIT_SESSIONS.1,
         LIVEKIT_CORES / LIVEKIT_SESSIONS.0,
     );
-    let loadavg_end = loadavg();
+    let loadavg_end = machine::loadavg();
 
     let report = json!({
         "bench": "livekit",

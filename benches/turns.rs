@@ -25,6 +25,9 @@
 //! reset through `/proc/self/clear_refs`) divided by 100 is the memory of one call.
 //! See `benches/README.md`.
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -961,55 +964,13 @@ fn run_memory_child(model: Model, turns: usize) -> Value {
 // Machine, report
 // ---------------------------------------------------------------------------------------
 
-/// The first line of a command's output, if it runs.
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
-    output
-        .status
-        .success()
-        .then(|| text.lines().next().unwrap_or_default().trim().to_string())
-}
-
-fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("model name"))?;
-    Some(line.split_once(':')?.1.trim().to_string())
-}
-
-fn machine() -> Value {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        let mut all = vec!["-C", manifest];
-        all.extend_from_slice(args);
-        command_line("git", &all)
-    };
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu_model": cpu_model(),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
-        "rustc": command_line(&rustc, &["-V"]),
-        "git_commit": git(&["rev-parse", "HEAD"]),
-        "git_dirty": git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
-    })
-}
-
-/// Where the JSON report goes: `target/bench-turns.json` (or under `CARGO_TARGET_DIR`).
-fn report_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("bench-turns.json")
-}
-
 fn run_benchmark(quick: bool) {
     let conversations = if quick {
         CONVERSATIONS.1
     } else {
         CONVERSATIONS.0
     };
-    let machine = machine();
+    let machine = machine::machine();
     let turns = all_turns();
     let requests: Vec<usize> = turns.iter().map(|t| t.answers.len()).collect();
 
@@ -1042,7 +1003,7 @@ fn run_benchmark(quick: bool) {
         "memory": memory,
         "bench_process_peak_rss_kib": bench_peak_rss,
     });
-    let path = report_path();
+    let path = machine::report_path("bench-turns.json");
     let text = serde_json::to_string_pretty(&report).expect("report serializes");
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);

@@ -33,9 +33,12 @@
 //! with the machine and the commit, to `target/bench-voice.json`. See
 //! `benches/README.md`.
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -990,7 +993,7 @@ fn thread_cpu_delta(
 
 /// Clock ticks per second (`getconf CLK_TCK`, else 100).
 fn clock_tick() -> f64 {
-    command_line("getconf", &["CLK_TCK"])
+    machine::command_line("getconf", &["CLK_TCK"])
         .and_then(|t| t.parse().ok())
         .unwrap_or(100.0)
 }
@@ -1280,60 +1283,8 @@ impl Load {
 // Machine, report
 // ---------------------------------------------------------------------------------------
 
-/// The first line of a command's output, if it runs.
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
-    output
-        .status
-        .success()
-        .then(|| text.lines().next().unwrap_or_default().trim().to_string())
-}
-
-fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("model name"))?;
-    Some(line.split_once(':')?.1.trim().to_string())
-}
-
-fn machine() -> Value {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        let mut all = vec!["-C", manifest];
-        all.extend_from_slice(args);
-        command_line("git", &all)
-    };
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu_model": cpu_model(),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
-        "rustc": command_line(&rustc, &["-V"]),
-        "git_commit": git(&["rev-parse", "HEAD"]),
-        "git_dirty": git(&["status", "--porcelain"]).map(|s| !s.is_empty()),
-        "loadavg_at_start": loadavg(),
-    })
-}
-
-/// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
-fn loadavg() -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    text.split_whitespace()
-        .take(3)
-        .map(|x| x.parse().ok())
-        .collect()
-}
-
-/// Where the JSON report goes: `target/bench-voice.json` (or under `CARGO_TARGET_DIR`).
-fn report_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("bench-voice.json")
-}
-
 fn run_benchmark(quick: bool) {
-    let machine = machine();
+    let machine = machine::machine();
     eprintln!("caller audio: espeak-ng ...");
     let caller = CallerAudio::make();
     eprintln!("components ...");
@@ -1413,7 +1364,7 @@ fn run_benchmark(quick: bool) {
         "quick": quick,
         "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "machine": machine,
-        "loadavg_at_end": loadavg(),
+        "loadavg_at_end": machine::loadavg(),
         "call": {
             "caller_turns": LINES.len(),
             "caller_says": LINES.iter().map(|l| l.says).collect::<Vec<_>>(),
@@ -1448,7 +1399,7 @@ fn run_benchmark(quick: bool) {
         "components": components,
         "comparison": comparison,
     });
-    let path = report_path();
+    let path = machine::report_path("bench-voice.json");
     let text = serde_json::to_string_pretty(&report).expect("report serializes");
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
