@@ -10,7 +10,7 @@ use crate::agent::{AgentSession, SessionHandle};
 use crate::bella_vista::menu::Menu;
 use crate::bella_vista::prompts::Prompts;
 use crate::bella_vista::store::OrderStore;
-use crate::bella_vista::{Restaurant, order_taker};
+use crate::bella_vista::{CallerInfo, Restaurant, order_taker_for};
 use crate::config::Config;
 use crate::io::livekit::agent_call::run_room_call;
 use crate::io::livekit::room::{Room, RoomOptions};
@@ -81,10 +81,20 @@ pub fn start_session(
     restaurant: &Arc<Restaurant>,
     llm: Arc<dyn Llm>,
 ) -> SessionHandle {
+    start_session_for(config, restaurant, llm, Arc::new(CallerInfo::default()))
+}
+
+/// A new call answered by the order taker, for a caller the transport will describe.
+pub fn start_session_for(
+    config: &Config,
+    restaurant: &Arc<Restaurant>,
+    llm: Arc<dyn Llm>,
+    caller: Arc<CallerInfo>,
+) -> SessionHandle {
     let options = config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
     AgentSession::with_shared_llm(llm)
         .options(options)
-        .start(order_taker(restaurant.clone()))
+        .start(order_taker_for(restaurant.clone(), caller))
 }
 
 /// Everything one call in a room needs; shared by all calls of a worker.
@@ -120,7 +130,13 @@ impl RoomCalls {
         let (room, events) = Room::connect(url, token, RoomOptions::default())
             .await
             .map_err(|e| e.to_string())?;
-        let session = start_session(&self.config, &self.restaurant, self.llm.clone());
+        let caller = Arc::new(CallerInfo::default());
+        let session = start_session_for(
+            &self.config,
+            &self.restaurant,
+            self.llm.clone(),
+            caller.clone(),
+        );
         let caller_wait = std::time::Duration::from_millis(self.config.livekit.caller_wait_ms);
         let report = run_room_call(
             room,
@@ -129,6 +145,7 @@ impl RoomCalls {
             &self.services,
             self.pipeline.clone(),
             caller_wait,
+            caller,
         )
         .await
         .map_err(|e| e.to_string())?;

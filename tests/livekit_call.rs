@@ -42,7 +42,7 @@ fn order_script() -> ScriptedLlm {
         ),
         payment_enters("$20.00"),
         confirm_payment("cash", 0.0),
-        review_enters("Total: $20.00"),
+        review_enters("Total: $20.00").expect_instructions("ending in 42"),
         Step::reply().call("confirm_order", json!({})),
         Step::summary("Two tiramisu, cash, order 1."),
         Step::reply().text("Your order number is 1. Thank you!"),
@@ -134,7 +134,7 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
     let llm = order_script();
     let worker = Worker::start(&server, &fake, &llm);
     let wav = caller_wav(&server, "order.wav", &LINES, Duration::from_secs(6));
-    let caller = Caller::start(
+    let caller = Caller::start_with_attributes(
         &server,
         CallerPlan {
             room: "order-room",
@@ -144,6 +144,7 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
             duration: 40.0,
             agent_name: Some("bella-vista"),
         },
+        &["sip.phoneNumber=+15550142"],
     );
     let heard = caller.finish(Duration::from_secs(60)).await;
     let orders = worker.stop().await;
@@ -154,6 +155,10 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
     let order = &orders[0];
     assert_eq!(order["items"][0]["quantity"], 2);
     assert_eq!(order["total_cents"], 2000);
+    assert_eq!(
+        order["caller_phone"], "+15550142",
+        "the caller's number from the room"
+    );
 
     // the agent joined quickly, as an agent
     let events = heard["events"].as_array().unwrap();

@@ -16,5 +16,5 @@ pub mod prompts;
 pub mod review_order;
 pub mod store;
 
-pub use order_flow::Restaurant;
-pub use order_taker::order_taker;
+pub use order_flow::{CallerInfo, Restaurant};
+pub use order_taker::{order_taker, order_taker_for};

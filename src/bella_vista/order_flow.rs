@@ -22,6 +22,25 @@ use super::review_order::review_order;
 use super::store::OrderStore;
 use crate::agent::{DependsOn, HandleError, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults};
 
+/// Who is calling, as far as the transport knows. Filled in once the caller is known
+/// (a phone caller's number arrives with their participant), read when the order is stored.
+#[derive(Debug, Default)]
+pub struct CallerInfo {
+    phone: std::sync::OnceLock<String>,
+}
+
+impl CallerInfo {
+    /// Records the caller's phone number (the first one given wins).
+    pub fn set_phone(&self, phone: &str) {
+        let _ = self.phone.set(phone.to_string());
+    }
+
+    /// The caller's phone number, if known.
+    pub fn phone(&self) -> Option<&str> {
+        self.phone.get().map(String::as_str)
+    }
+}
+
 /// Id of the payment task.
 pub const PAYMENT: &str = "payment";
 /// Id of the read-back task.
@@ -50,6 +69,7 @@ impl Restaurant {
 /// One order in progress: the group it runs in and how to grow it.
 pub struct OrderFlow {
     restaurant: Arc<Restaurant>,
+    caller: Arc<CallerInfo>,
     group: TaskGroupHandle,
     idempotency_key: String,
     last_item: AtomicUsize,
@@ -57,10 +77,14 @@ pub struct OrderFlow {
 
 impl OrderFlow {
     /// A new order's task group, starting with item 1.
-    pub fn start(restaurant: Arc<Restaurant>) -> (TaskGroup, Arc<OrderFlow>) {
+    pub fn start(
+        restaurant: Arc<Restaurant>,
+        caller: Arc<CallerInfo>,
+    ) -> (TaskGroup, Arc<OrderFlow>) {
         let group = TaskGroup::new().summary_instructions(restaurant.prompts.summary.clone());
         let flow = Arc::new(OrderFlow {
             restaurant,
+            caller,
             group: group.handle(),
             idempotency_key: new_order_key(),
             last_item: AtomicUsize::new(1),
@@ -77,6 +101,11 @@ impl OrderFlow {
     /// The restaurant, shared.
     pub fn restaurant_arc(&self) -> Arc<Restaurant> {
         self.restaurant.clone()
+    }
+
+    /// The caller's phone number, when the call came by phone.
+    pub fn caller_phone(&self) -> Option<&str> {
+        self.caller.phone()
     }
 
     /// The key that makes storing this order idempotent.

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::check_menu::check_menu;
-use super::order_flow::{OrderFlow, REVIEW, Restaurant};
+use super::order_flow::{CallerInfo, OrderFlow, REVIEW, Restaurant};
 use super::prompts::fill;
 use super::store::StoredOrder;
 use crate::agent::{
@@ -14,6 +14,11 @@ use crate::agent::{
 
 /// The Bella Vista agent: greets, answers menu questions, and takes orders.
 pub fn order_taker(restaurant: Arc<Restaurant>) -> Agent {
+    order_taker_for(restaurant, Arc::new(CallerInfo::default()))
+}
+
+/// The order taker for a caller the transport knows something about (a phone number).
+pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> Agent {
     let categories = restaurant.category_list();
     let instructions = fill(
         &restaurant.prompts.order_taker,
@@ -22,13 +27,14 @@ pub fn order_taker(restaurant: Arc<Restaurant>) -> Agent {
     Agent::new("OrderTaker", instructions)
         .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
         .with_tool(check_menu(restaurant.clone()))
-        .with_tool(TakeOrder { restaurant })
+        .with_tool(TakeOrder { restaurant, caller })
 }
 
 /// `take_order()`: runs the order's task group (items, payment, read-back) and reports
 /// how it ended.
 struct TakeOrder {
     restaurant: Arc<Restaurant>,
+    caller: Arc<CallerInfo>,
 }
 
 impl Tool<Infallible> for TakeOrder {
@@ -47,7 +53,7 @@ impl Tool<Infallible> for TakeOrder {
         ctx: &mut ToolContext<'_, Infallible>,
         _: NoArgs,
     ) -> impl Future<Output = Result<String, ToolError>> + Send {
-        let (group, _flow) = OrderFlow::start(self.restaurant.clone());
+        let (group, _flow) = OrderFlow::start(self.restaurant.clone(), self.caller.clone());
         async move {
             match ctx.run_group(group).await {
                 Ok(results) => Ok(report(&results)),

@@ -17,7 +17,21 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
         .as_ref()
         .map(Order::read_back)
         .unwrap_or_else(|| "The payment details are missing.".into());
-    let values = [("read_back", read_back.as_str())];
+    let phone_note = flow
+        .caller_phone()
+        .map(|phone| {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            let last = &digits[digits.len().saturating_sub(2)..];
+            format!(
+                "The caller is phoning from a number ending in {last}; confirm it is the \
+                 number for this order when you read it back."
+            )
+        })
+        .unwrap_or_default();
+    let values = [
+        ("read_back", read_back.as_str()),
+        ("phone_note", phone_note.as_str()),
+    ];
     let instructions = fill(&restaurant.prompts.review_order, &values);
     let enter = fill(&restaurant.prompts.review_order_enter, &values);
     AgentTask::new("ReviewOrder", instructions)
@@ -59,14 +73,16 @@ impl Tool<StoredOrder> for ConfirmOrder {
         let order = self.order.clone();
         let store = self.flow.restaurant().store.clone();
         let key = self.flow.idempotency_key().to_string();
+        let phone = self.flow.caller_phone().map(str::to_string);
         async move {
             let order = order.ok_or_else(|| {
                 ToolError::Rejected("the order has no payment details yet".into())
             })?;
-            let stored = tokio::task::spawn_blocking(move || store.confirm(&key, &order, None))
-                .await
-                .map_err(|e| ToolError::Failed(format!("storing the order stopped: {e}")))?
-                .map_err(|e| ToolError::Failed(format!("could not store the order: {e}")))?;
+            let stored =
+                tokio::task::spawn_blocking(move || store.confirm(&key, &order, phone.as_deref()))
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("storing the order stopped: {e}")))?
+                    .map_err(|e| ToolError::Failed(format!("could not store the order: {e}")))?;
             let id = stored.id();
             ctx.complete(stored);
             Ok(format!("Order number {id} is confirmed and saved."))

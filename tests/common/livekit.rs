@@ -205,6 +205,16 @@ pub struct Caller {
 impl Caller {
     /// Starts `caller.py` with this plan.
     pub fn start(server: &LiveKit, plan: CallerPlan<'_>) -> Self {
+        Self::start_with_attributes(server, plan, &[])
+    }
+
+    /// Starts `caller.py` with participant attributes (`KEY=VALUE`) in its token, as a phone
+    /// caller has (`sip.phoneNumber=+1555...`).
+    pub fn start_with_attributes(
+        server: &LiveKit,
+        plan: CallerPlan<'_>,
+        attributes: &[&str],
+    ) -> Self {
         let json = server.path(&format!("{}.json", plan.identity));
         let log = server.path(&format!("{}.log", plan.identity));
         let heard = server.path(&format!("{}_heard.wav", plan.identity));
@@ -231,6 +241,9 @@ impl Caller {
             .kill_on_drop(true);
         if let Some(wav) = plan.wav_in {
             command.arg("--wav-in").arg(wav);
+        }
+        for attribute in attributes {
+            command.args(["--attribute", attribute]);
         }
         if let Some(agent) = plan.agent_name {
             command.args(["--agent-name", agent]);

@@ -191,6 +191,7 @@ async def main(args: argparse.Namespace) -> int:
 
     token = (api.AccessToken(args.api_key, args.api_secret)
              .with_identity(args.identity).with_name(args.identity)
+             .with_attributes(dict(a.split("=", 1) for a in args.attribute))
              .with_grants(api.VideoGrants(room_join=True, room=args.room)).to_jwt())
     await room.connect(args.url, token, rtc.RoomOptions(auto_subscribe=True))
     events.append({"t": now(), "event": "connected", "room_sid": await room.sid})
@@ -240,6 +241,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--wav-in", help="16-bit PCM WAV to publish as the microphone")
     p.add_argument("--wav-out", help="where to write the remote audio (48 kHz mono)")
     p.add_argument("--json-out", help="where to write transcriptions, attributes, events")
+    p.add_argument("--attribute", action="append", default=[],
+                   help="KEY=VALUE participant attribute in the token (e.g. sip.phoneNumber=+1555...)")
     p.add_argument("--agent-name", help="dispatch this agent into the room (AgentDispatchService)")
     p.add_argument("--speak-after", type=float, default=1.0, help="seconds of silence before the WAV")
     p.add_argument("--duration", type=float, default=20.0, help="total time limit, seconds")

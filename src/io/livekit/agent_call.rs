@@ -4,6 +4,7 @@
 //! frontends read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::room::{Room, RoomAudioInput, RoomError, RoomEvent, RoomEvents};
 use crate::agent::{AgentState, SessionHandle};
+use crate::bella_vista::CallerInfo;
 use crate::voice::audio::AudioFrame;
 use crate::voice::audio_io::AudioInput;
 use crate::voice::call::{
@@ -20,6 +22,8 @@ use crate::voice::pipeline::PipelineConfig;
 
 /// Topic of LiveKit's transcription text streams.
 pub const TRANSCRIPTION_TOPIC: &str = "lk.transcription";
+/// Attribute of a phone caller's participant (LiveKit SIP) with their number.
+pub const PHONE_ATTRIBUTE: &str = "sip.phoneNumber";
 /// Participant attribute with the agent's state.
 pub const AGENT_STATE_ATTRIBUTE: &str = "lk.agent.state";
 
@@ -45,6 +49,7 @@ pub async fn run_room_call(
     services: &VoiceServices,
     config: PipelineConfig,
     caller_wait: Duration,
+    caller: Arc<CallerInfo>,
 ) -> Result<CallReport, RoomCallError> {
     let output = room.publish_audio("agent-voice").await?;
     let agent_track = output.track_sid().to_string();
@@ -61,6 +66,7 @@ pub async fn run_room_call(
         events,
         reports,
         agent_track,
+        caller,
     ));
     let result = run_call_with_events(
         session,
@@ -123,6 +129,7 @@ async fn publish_call_events(
     mut room_events: RoomEvents,
     mut calls: mpsc::UnboundedReceiver<CallEvent>,
     agent_track: String,
+    caller: Arc<CallerInfo>,
 ) {
     let mut caller_track = String::new();
     loop {
@@ -140,6 +147,11 @@ async fn publish_call_events(
             event = room_events.recv() => match event {
                 Some(RoomEvent::TrackSubscribed { track_sid, .. }) if caller_track.is_empty() => {
                     caller_track = track_sid;
+                }
+                Some(RoomEvent::ParticipantConnected { attributes, .. }) => {
+                    if let Some(phone) = attributes.get(PHONE_ATTRIBUTE).filter(|p| !p.is_empty()) {
+                        caller.set_phone(phone);
+                    }
                 }
                 Some(_) => {}
                 None => {
