@@ -161,6 +161,17 @@ impl AudioFrame {
     }
 }
 
+/// Moves the first `count` samples of `queue` (or all, if fewer) to the end of `out`, as
+/// slice copies rather than sample by sample (this runs for every 20 ms frame of a call).
+pub fn move_front(queue: &mut std::collections::VecDeque<i16>, count: usize, out: &mut Vec<i16>) {
+    let count = count.min(queue.len());
+    let (front, back) = queue.as_slices();
+    let from_front = count.min(front.len());
+    out.extend_from_slice(&front[..from_front]);
+    out.extend_from_slice(&back[..count - from_front]);
+    queue.drain(..count);
+}
+
 /// Samples per channel in `duration` at `sample_rate` (rounded down).
 pub fn samples_for(sample_rate: u32, duration: Duration) -> usize {
     (u128::from(sample_rate) * duration.as_nanos() / 1_000_000_000) as usize
@@ -185,6 +196,21 @@ mod tests {
         assert_eq!(frame.to_mono().samples().len(), 480);
         assert!(AudioFrame::new(vec![0; 3], 48_000, 2).is_err());
         assert!(AudioFrame::new(vec![], 0, 1).is_err());
+    }
+
+    #[test]
+    fn move_front_moves_across_the_ring_boundary() {
+        let mut queue: std::collections::VecDeque<i16> = (0..6).collect();
+        queue.pop_front();
+        queue.pop_front();
+        queue.extend([6, 7, 8]);
+        let mut out = vec![-1];
+        move_front(&mut queue, 5, &mut out);
+        assert_eq!(out, vec![-1, 2, 3, 4, 5, 6]);
+        assert_eq!(queue, [7, 8]);
+        move_front(&mut queue, 9, &mut out);
+        assert!(queue.is_empty());
+        assert_eq!(out.len(), 8);
     }
 
     #[test]

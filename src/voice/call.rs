@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::audio::{AudioFrame, samples_for};
+use super::audio::{AudioFrame, move_front, samples_for};
 use super::audio_io::{AudioInput, AudioOutput};
 use super::metrics::{CallSummary, TurnReport};
 use super::pipeline::{CALLER_RATE, Pipeline, PipelineConfig, PipelineInput, PipelineOutput};
@@ -305,7 +305,9 @@ impl CallerAudio {
     }
 
     fn take(&mut self, count: usize) -> Vec<i16> {
-        self.samples.drain(..count).collect()
+        let mut out = Vec::with_capacity(count);
+        move_front(&mut self.samples, count, &mut out);
+        out
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::audio::{AudioFrame, samples_for};
+use super::audio::{AudioFrame, move_front, samples_for};
 use super::endpointing::{Endpointing, EndpointingConfig};
 use super::metrics::{TurnClock, TurnReport};
 use super::playout::Playout;
@@ -346,9 +346,8 @@ impl Pipeline {
         self.utterance.extend(frame.samples());
         if !self.in_speech {
             let keep = samples_for(CALLER_RATE, self.config.preroll + duration);
-            while self.utterance.len() > keep {
-                self.utterance.pop_front();
-            }
+            let excess = self.utterance.len().saturating_sub(keep);
+            self.utterance.drain(..excess);
         }
         match self.detector.push(is_speech, duration) {
             Some(SpeechEvent::Started { .. }) => {
@@ -360,7 +359,8 @@ impl Pipeline {
                 self.endpointing.speech_ended(ended_at);
                 let utterance = self.next_utterance;
                 self.next_utterance += 1;
-                let samples: Vec<i16> = self.utterance.drain(..).collect();
+                let mut samples = Vec::with_capacity(self.utterance.len());
+                move_front(&mut self.utterance, usize::MAX, &mut samples);
                 self.transcribing_since.push((utterance, wall));
                 out.push(PipelineOutput::Transcribe {
                     utterance,

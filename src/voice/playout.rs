@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::audio::{AudioFrame, samples_for};
+use super::audio::{AudioFrame, move_front, samples_for};
 
 #[derive(Debug)]
 struct Sentence {
@@ -94,7 +94,7 @@ impl Playout {
                 break;
             };
             let take = (wanted - out.len()).min(sentence.audio.len());
-            out.extend(sentence.audio.drain(..take));
+            move_front(&mut sentence.audio, take, &mut out);
             sentence.played_samples += take;
             if sentence.audio.is_empty() {
                 if sentence.synthesized {
