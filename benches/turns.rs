@@ -528,6 +528,7 @@ impl Bella {
             limits: OrderLimits::default(),
             prompts: Prompts::default(),
             store,
+            transfer_to: None,
         };
         Bella {
             restaurant: Arc::new(restaurant),

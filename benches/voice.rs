@@ -577,6 +577,7 @@ impl Shared {
             limits: OrderLimits::default(),
             prompts: Prompts::default(),
             store: OrderStore::open_in_memory().expect("store opens"),
+            transfer_to: None,
         };
         Shared {
             restaurant: Arc::new(restaurant),

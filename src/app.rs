@@ -6,13 +6,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::agent::CallerInfo;
 use crate::agent::{AgentSession, SessionHandle};
 use crate::bella_vista::menu::Menu;
 use crate::bella_vista::prompts::Prompts;
 use crate::bella_vista::store::OrderStore;
-use crate::bella_vista::{CallerInfo, Restaurant, order_taker_for};
+use crate::bella_vista::{Restaurant, order_taker_for};
 use crate::config::Config;
-use crate::io::livekit::agent_call::run_room_call;
+use crate::io::livekit::agent_call::{RoomCallOptions, ServerApi, run_room_call};
 use crate::io::livekit::room::{Room, RoomOptions};
 use crate::io::livekit::worker::{AssignedJob, JobHandler};
 use crate::llm::Llm;
@@ -60,6 +61,7 @@ pub fn restaurant(config: &Config) -> Result<Arc<Restaurant>, AppError> {
         limits: config.order,
         prompts: Prompts::load(&config.paths.prompts)?,
         store: open_store(config)?,
+        transfer_to: config.phone.transfer_target(),
     }))
 }
 
@@ -91,7 +93,7 @@ pub fn start_session_for(
     llm: Arc<dyn Llm>,
     caller: Arc<CallerInfo>,
 ) -> SessionHandle {
-    let options = config.session_options(&restaurant.prompts.apology, &restaurant.prompts.summary);
+    let options = config.session_options(&restaurant.prompts);
     AgentSession::with_shared_llm(llm)
         .options(options)
         .start(order_taker_for(restaurant.clone(), caller))
@@ -105,6 +107,7 @@ pub struct RoomCalls {
     llm: Arc<dyn Llm>,
     services: VoiceServices,
     pipeline: PipelineConfig,
+    api: Option<ServerApi>,
 }
 
 impl RoomCalls {
@@ -115,14 +118,23 @@ impl RoomCalls {
         llm: Arc<dyn Llm>,
         services: VoiceServices,
     ) -> Self {
-        let pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+        let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+        pipeline.silence_prompt = config.phone.silence_prompt();
         RoomCalls {
             config,
             restaurant,
             llm,
             services,
             pipeline,
+            api: None,
         }
+    }
+
+    /// Lets calls hang up and transfer through the server's APIs (without them the agent
+    /// can only leave the room).
+    pub fn with_server_api(mut self, api: ServerApi) -> Self {
+        self.api = Some(api);
+        self
     }
 
     /// Joins the room at `url` with `token` and runs one call there until the caller leaves.
@@ -137,19 +149,16 @@ impl RoomCalls {
             self.llm.clone(),
             caller.clone(),
         );
-        let caller_wait = std::time::Duration::from_millis(self.config.livekit.caller_wait_ms);
-        let report = run_room_call(
-            room,
-            events,
-            session,
-            &self.services,
-            self.pipeline.clone(),
-            caller_wait,
-            caller,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tracing::info!(turns = report.turns.len(), duration_s = report.duration_s, summary = ?report.summary, "room call ended");
+        let options = RoomCallOptions {
+            services: self.services.clone(),
+            pipeline: self.pipeline.clone(),
+            caller_wait: std::time::Duration::from_millis(self.config.livekit.caller_wait_ms),
+            api: self.api.clone(),
+        };
+        let report = run_room_call(room, events, session, options, caller)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(turns = report.turns.len(), duration_s = report.duration_s, hung_up = report.hung_up, summary = ?report.summary, "room call ended");
         Ok(())
     }
 }

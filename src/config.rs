@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::agent::SessionOptions;
 use crate::bella_vista::order::OrderLimits;
+use crate::bella_vista::prompts::Prompts;
 use crate::llm::openai::OpenAiSettings;
 use crate::voice::endpointing::EndpointingConfig;
 use crate::voice::pipeline::{InterruptionConfig, PipelineConfig};
@@ -177,6 +178,47 @@ impl LiveKitServer {
     }
 }
 
+/// Phone calls (callers through LiveKit SIP). Optional in a config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhoneConfig {
+    /// Where `transfer_to_staff` hands a phone caller: a number (`+15550199`) or a
+    /// `tel:`/`sip:` address. Empty: the agent cannot transfer.
+    pub transfer_to: String,
+    /// A caller silent this long (ms) while the agent listens is asked whether they are
+    /// still there; after a second silence the agent says goodbye and hangs up. 0: never.
+    pub silence_prompt_ms: u64,
+}
+
+impl Default for PhoneConfig {
+    fn default() -> Self {
+        PhoneConfig {
+            transfer_to: String::new(),
+            silence_prompt_ms: 15_000,
+        }
+    }
+}
+
+impl PhoneConfig {
+    /// The transfer destination as LiveKit's `TransferSIPParticipant` wants it (`tel:` for a
+    /// bare number), or `None` when none is set.
+    pub fn transfer_target(&self) -> Option<String> {
+        let to = self.transfer_to.trim();
+        if to.is_empty() {
+            None
+        } else if to.starts_with("tel:") || to.starts_with("sip:") || to.starts_with("sips:") {
+            Some(to.to_string())
+        } else {
+            Some(format!("tel:{to}"))
+        }
+    }
+
+    /// The silence before the agent asks whether the caller is still there.
+    pub fn silence_prompt(&self) -> Option<Duration> {
+        (self.silence_prompt_ms > 0).then(|| Duration::from_millis(self.silence_prompt_ms))
+    }
+}
+
 /// File locations.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,6 +244,9 @@ pub struct Config {
     pub voice: VoiceConfig,
     /// The LiveKit worker.
     pub livekit: LiveKitConfig,
+    /// Phone calls.
+    #[serde(default)]
+    pub phone: PhoneConfig,
     /// Order rules.
     pub order: OrderLimits,
     /// Files.
@@ -352,12 +397,16 @@ impl Config {
         }
     }
 
-    /// The engine settings, with the apology and summary prompts given.
-    pub fn session_options(&self, apology: &str, summary_instructions: &str) -> SessionOptions {
+    /// The engine settings, with what the agent says taken from `prompts`.
+    pub fn session_options(&self, prompts: &Prompts) -> SessionOptions {
         SessionOptions {
             max_tool_steps: self.session.max_tool_steps,
-            apology: apology.to_string(),
-            summary_instructions: summary_instructions.to_string(),
+            apology: prompts.apology.clone(),
+            summary_instructions: prompts.summary.clone(),
+            still_there: prompts.still_there.clone(),
+            goodbye: prompts.silence_goodbye.clone(),
+            key_press_note: prompts.key_press.clone(),
+            ..SessionOptions::default()
         }
     }
 
@@ -413,6 +462,30 @@ mod tests {
         assert_eq!(
             config.orders_db(),
             PathBuf::from("/home/x/.local/share/bella-vista/orders.db")
+        );
+    }
+
+    #[test]
+    fn phone_settings_are_optional_and_numbers_become_tel_addresses() {
+        let start = DEFAULT_TOML.find("\n[phone]").unwrap();
+        let end = DEFAULT_TOML.find("\n[order]").unwrap();
+        let without = format!("{}{}", &DEFAULT_TOML[..start], &DEFAULT_TOML[end..]);
+        let config = Config::parse(&without, "test").unwrap();
+        assert_eq!(config.phone.transfer_target(), None);
+        assert_eq!(config.phone.silence_prompt(), Some(Duration::from_secs(15)));
+        let phone = PhoneConfig {
+            transfer_to: " +15550199 ".into(),
+            silence_prompt_ms: 0,
+        };
+        assert_eq!(phone.transfer_target().as_deref(), Some("tel:+15550199"));
+        assert_eq!(phone.silence_prompt(), None);
+        let sip = PhoneConfig {
+            transfer_to: "sip:staff@pbx.example".into(),
+            ..PhoneConfig::default()
+        };
+        assert_eq!(
+            sip.transfer_target().as_deref(),
+            Some("sip:staff@pbx.example")
         );
     }
 

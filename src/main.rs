@@ -12,6 +12,7 @@ use bella_vista::config::LiveKitServer;
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
+use bella_vista::io::livekit::agent_call::ServerApi;
 use bella_vista::io::livekit::worker::{self, WorkerOptions};
 use bella_vista::io::local;
 use bella_vista::io::wav::{read_wav, write_wav};
@@ -223,11 +224,12 @@ fn simulate(
     })
 }
 
-fn room_calls(config: Config) -> anyhow::Result<RoomCalls> {
+fn room_calls(config: Config, server: &LiveKitServer) -> anyhow::Result<RoomCalls> {
     let llm: Arc<dyn Llm> = Arc::new(OpenAiLlm::new(config.openai_settings()?)?);
     let restaurant = restaurant(&config)?;
     let services = voice_services(&config, &restaurant)?;
-    Ok(RoomCalls::new(Arc::new(config), restaurant, llm, services))
+    let api = ServerApi::new(&server.url, &server.api_key, &server.api_secret);
+    Ok(RoomCalls::new(Arc::new(config), restaurant, llm, services).with_server_api(api))
 }
 
 fn run_worker(config: Config) -> anyhow::Result<()> {
@@ -242,7 +244,7 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
     options.drain_timeout = std::time::Duration::from_millis(config.livekit.drain_timeout_ms);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let calls = room_calls(config)?;
+        let calls = room_calls(config, &server)?;
         let shutdown = async {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; finishing the running ones");
@@ -294,7 +296,7 @@ fn connect(config: Config, room: &str) -> anyhow::Result<()> {
         .to_string();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let calls = room_calls(config)?;
+        let calls = room_calls(config, &server)?;
         tokio::select! {
             result = calls.run(&url, &token) => result.map_err(anyhow::Error::msg)?,
             _ = shutdown_signal() => eprintln!("left the room"),

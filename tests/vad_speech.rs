@@ -8,6 +8,9 @@
 //! last sample louder than about -40 dBFS. The VAD's own hangover makes ends late by about
 //! 70-130 ms; starts come within about 15 ms clean and 50 ms in noise.
 //!
+//! The same sentences as a phone call delivers them (8 kHz G.711 mu-law, as LiveKit SIP
+//! receives them from the carrier) must be cut the same way, within the same tolerances.
+//!
 //! Needs espeak-ng (Debian package `espeak-ng`): without it these tests fail.
 
 mod common;
@@ -188,6 +191,81 @@ async fn each_sentence_is_one_utterance_at_the_right_time() {
 async fn sentences_are_still_found_in_white_noise_at_20_db_snr() {
     let (audio, truth) = caller();
     let noisy = add_noise(&audio, 20.0, 7);
+    let found = utterances(&noisy).await;
+    assert_utterances_match(&found, &truth);
+}
+
+/// `audio` as a telephone line carries it: resampled to 8 kHz, encoded as G.711 mu-law
+/// (PCMU) and decoded again.
+fn through_the_phone(audio: &AudioFrame) -> AudioFrame {
+    let mut resampler = Resampler::new(audio.sample_rate(), 8_000, 1).expect("resampler");
+    let mut narrow = resampler.process(audio).expect("to 8 kHz").into_samples();
+    narrow.extend(resampler.flush().expect("flush").samples());
+    let samples = narrow
+        .into_iter()
+        .map(|s| mulaw_decode(mulaw_encode(s)))
+        .collect();
+    AudioFrame::mono(samples, 8_000)
+}
+
+/// G.711 mu-law: 14-bit magnitude with bias 0x84, 3-bit segment, 4-bit step, inverted.
+fn mulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let value = i32::from(sample);
+    let sign = if value < 0 { 0x80 } else { 0 };
+    let magnitude = value.abs().min(CLIP) + BIAS;
+    let mut exponent = 7;
+    while exponent > 0 && magnitude & (0x80 << exponent) == 0 {
+        exponent -= 1;
+    }
+    let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+fn mulaw_decode(byte: u8) -> i16 {
+    let byte = !byte;
+    let exponent = i32::from((byte >> 4) & 0x07);
+    let mantissa = i32::from(byte & 0x0F);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    let value = if byte & 0x80 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    };
+    value as i16
+}
+
+#[test]
+fn mu_law_round_trips_within_its_step() {
+    for sample in [-32_000_i16, -1000, -1, 0, 1, 100, 1000, 12_345, 32_000] {
+        let back = mulaw_decode(mulaw_encode(sample));
+        let step = (i32::from(sample).abs() / 16).max(8);
+        assert!(
+            (i32::from(back) - i32::from(sample)).abs() <= step,
+            "{sample} -> {back}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phone_audio_is_cut_like_wideband_audio() {
+    let (audio, truth) = caller();
+    let wide = utterances(&audio).await;
+    let narrow = utterances(&through_the_phone(&audio)).await;
+    let shifts: Vec<(i64, i64)> = narrow
+        .iter()
+        .zip(&wide)
+        .map(|(n, w)| (signed_ms(n.start, w.start), signed_ms(n.end, w.end)))
+        .collect();
+    eprintln!("narrowband vs wideband utterances, (start, end) ms: {shifts:?}");
+    assert_utterances_match(&narrow, &truth);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phone_audio_in_line_noise_is_still_cut_right() {
+    let (audio, truth) = caller();
+    let noisy = through_the_phone(&add_noise(&audio, 20.0, 11));
     let found = utterances(&noisy).await;
     assert_utterances_match(&found, &truth);
 }

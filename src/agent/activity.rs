@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::context::ToolContext;
 use super::events::{AgentState, SessionEvent, TaskEnd};
 use super::session::{Inbox, SessionClosed, SessionCore, Wakeup};
-use super::task::{AgentTask, OnEnter};
+use super::task::{AgentTask, KeyAction, OnEnter};
 use super::tool::DynTool;
 use crate::llm::{
     ChatContext, ChatItem, ChatRequest, ChatRole, LlmError, RequestPurpose, ToolCall, ToolSpec,
@@ -80,6 +80,36 @@ pub(crate) async fn run<T: Send + 'static>(
                 core.emit(SessionEvent::UserTurnReceived { text: text.clone() });
                 activity.chat_ctx.add_message(ChatRole::User, text);
                 reply(&mut activity, &task, &mut outcome, None).await?;
+            }
+            Wakeup::KeyPressed(key) => {
+                core.emit(SessionEvent::KeyPressReceived { key });
+                match task.key_action(key) {
+                    Some(KeyAction::CallTool(name)) => {
+                        call_from_code(&mut activity, &task, &mut outcome, name).await?;
+                    }
+                    Some(KeyAction::Tell(text)) => {
+                        activity.chat_ctx.add_message(ChatRole::User, text.clone());
+                    }
+                    None => {
+                        let note = core
+                            .options
+                            .key_press_note
+                            .replace("{key}", &key.to_string());
+                        activity.chat_ctx.add_message(ChatRole::User, note);
+                    }
+                }
+                if outcome.is_none() {
+                    reply(&mut activity, &task, &mut outcome, None).await?;
+                }
+            }
+            Wakeup::CallerSilent { times } => {
+                if times <= 1 {
+                    say(&mut activity, core.options.still_there.clone());
+                } else {
+                    say(&mut activity, core.options.goodbye.clone());
+                    hang_up(&mut activity);
+                    return Err(SessionClosed);
+                }
             }
         }
     };
@@ -176,6 +206,47 @@ async fn reply<T: Send + 'static>(
         }
     }
     Ok(())
+}
+
+/// Runs the task's tool `name` with no arguments as if the model had called it (a key the
+/// task gave that meaning), recording the call and its output in the conversation.
+async fn call_from_code<T: Send + 'static>(
+    activity: &mut Activity<'_>,
+    task: &AgentTask<T>,
+    outcome: &mut Option<Outcome<T>>,
+    name: &str,
+) -> Result<(), SessionClosed> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call = ToolCall {
+        call_id: format!("key_{number}"),
+        name: name.to_string(),
+        arguments: "{}".to_string(),
+    };
+    let tools: Vec<&Arc<dyn DynTool<T>>> = task.tools().map(|(tool, _)| tool).collect();
+    let output = execute(activity, &tools, outcome, &call).await?;
+    activity.chat_ctx.push(ChatItem::FunctionCall {
+        call_id: call.call_id,
+        name: call.name,
+        arguments: call.arguments,
+    });
+    activity.chat_ctx.push(output);
+    Ok(())
+}
+
+/// Says `text` word for word, not through the model.
+fn say(activity: &mut Activity<'_>, text: String) {
+    activity
+        .core
+        .emit(SessionEvent::AgentMessage { text: text.clone() });
+    activity.chat_ctx.add_message(ChatRole::Assistant, text);
+}
+
+/// Ends the call: the transport hangs up once what was said has played, and every task
+/// still running unwinds without a result.
+fn hang_up(activity: &mut Activity<'_>) {
+    activity.core.emit(SessionEvent::HangUpRequested);
+    activity.inbox.close();
 }
 
 /// How streaming one model response ended.

@@ -2,10 +2,11 @@
 //! task, and hand the conversation to a sub-task or a task group.
 
 use super::activity::{self, Activity, Outcome};
+use super::events::SessionEvent;
 use super::session::{Inbox, SessionClosed, SessionCore};
 use super::task::AgentTask;
 use super::task_group::{self, TaskGroup, TaskGroupError, TaskResults};
-use crate::llm::ChatContext;
+use crate::llm::{ChatContext, ChatRole};
 
 /// Why a sub-task did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +25,23 @@ pub enum TaskError {
 impl From<SessionClosed> for TaskError {
     fn from(_: SessionClosed) -> Self {
         TaskError::SessionClosed
+    }
+}
+
+/// Why the caller could not be handed over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// The session ended while the transfer was under way.
+    #[error("the session ended during the transfer")]
+    SessionClosed,
+    /// The transport could not transfer the caller (refused, unanswered, not a phone call).
+    #[error("the transfer failed: {0}")]
+    Failed(String),
+}
+
+impl From<SessionClosed> for TransferError {
+    fn from(_: SessionClosed) -> Self {
+        TransferError::SessionClosed
     }
 }
 
@@ -77,6 +95,41 @@ impl<'a, T: Send + 'static> ToolContext<'a, T> {
     /// Returns `false` if the task already has an outcome.
     pub fn interrupt(&mut self) -> bool {
         self.set_outcome(Outcome::Interrupted)
+    }
+
+    /// Says `text` to the caller now, word for word, not through the model: for sentences
+    /// that must be exact (a goodbye, a notice before a transfer). It joins the
+    /// conversation as the agent's words.
+    pub fn say(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.core
+            .emit(SessionEvent::AgentMessage { text: text.clone() });
+        self.chat_ctx.add_message(ChatRole::Assistant, text);
+    }
+
+    /// Ends the call once this tool returns: a voice transport hangs up after everything
+    /// said so far has played out; tasks still running end without a result (an order not
+    /// yet stored stays unstored). Nothing the model would say afterwards is asked for.
+    pub fn hang_up(&mut self) {
+        self.core.emit(SessionEvent::HangUpRequested);
+        self.inbox.close();
+    }
+
+    /// Hands the caller over to `to` (a phone number such as `tel:+15550199`, or a SIP
+    /// address) once everything said so far has played, and waits for the transport. On
+    /// success the agent's part of the call is over: the session ends when this tool
+    /// returns. On failure the call goes on and the tool decides what the caller hears.
+    pub async fn transfer(&mut self, to: &str) -> Result<(), TransferError> {
+        self.core
+            .emit(SessionEvent::TransferRequested { to: to.to_string() });
+        let limit = self.core.options.transfer_timeout;
+        match self.inbox.transfer_result(limit).await? {
+            Ok(()) => {
+                self.inbox.close();
+                Ok(())
+            }
+            Err(reason) => Err(TransferError::Failed(reason)),
+        }
     }
 
     fn set_outcome(&mut self, outcome: Outcome<T>) -> bool {

@@ -42,6 +42,11 @@ pub enum SessionEvent {
         /// What the caller said.
         text: String,
     },
+    /// The caller pressed a key on their phone keypad and the active task got it.
+    KeyPressReceived {
+        /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
+        key: char,
+    },
     /// A piece of reply text as the model streams it (for speech and live display).
     TextDelta {
         /// The new text.
@@ -113,6 +118,18 @@ pub enum SessionEvent {
         /// Why.
         error: String,
     },
-    /// The session is over (the caller left or the input ended).
+    /// The agent ended the call. A voice transport hangs up once everything said before
+    /// this event has played out to the caller; the session ends right after.
+    HangUpRequested,
+    /// The agent asked to hand the caller over to `to` (a phone number or SIP address),
+    /// after what was said before this event has played. The transport carries it out
+    /// and answers with [`SessionInput::TransferFinished`].
+    ///
+    /// [`SessionInput::TransferFinished`]: super::SessionInput::TransferFinished
+    TransferRequested {
+        /// Where to.
+        to: String,
+    },
+    /// The session is over (the caller left, the input ended, or the agent hung up).
     SessionEnded,
 }

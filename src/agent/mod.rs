@@ -5,6 +5,7 @@
 //! it (`crate::bella_vista`).
 
 mod activity;
+mod caller;
 mod context;
 mod events;
 mod session;
@@ -14,12 +15,13 @@ pub mod task_group;
 pub mod testing;
 mod tool;
 
-pub use context::{TaskError, ToolContext};
+pub use caller::{CallerInfo, CallerKind};
+pub use context::{TaskError, ToolContext, TransferError};
 pub use events::{AgentState, SessionEvent, TaskEnd};
 pub use session::{
     AgentSession, SessionClosed, SessionHandle, SessionInput, SessionOptions, SessionSender,
 };
-pub use task::{Agent, AgentTask, OnEnter};
+pub use task::{Agent, AgentTask, KeyAction, OnEnter};
 pub use task_group::{
     DependsOn, HandleError, RegressTarget, ResultError, TaskCompletedEvent, TaskEntry, TaskGroup,
     TaskGroupError, TaskGroupHandle, TaskResult, TaskResults,

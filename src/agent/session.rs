@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -29,6 +30,21 @@ pub enum SessionInput {
         /// The part of the reply that was played.
         heard: String,
     },
+    /// The caller pressed a key on their phone keypad (DTMF): `0`-`9`, `*`, `#`, `A`-`D`.
+    /// The active task decides what it means (see [`AgentTask::on_key`]); by default the
+    /// model is told, in words it cannot mistake for speech.
+    ///
+    /// [`AgentTask::on_key`]: super::AgentTask::on_key
+    KeyPressed(char),
+    /// The caller has said nothing for a while although the agent was listening. The
+    /// first time they are asked whether they are still there; the second time the agent
+    /// says goodbye and hangs up.
+    CallerSilent,
+    /// The transport's answer to [`SessionEvent::TransferRequested`]: the caller was handed
+    /// over, or why not.
+    ///
+    /// [`SessionEvent::TransferRequested`]: super::SessionEvent::TransferRequested
+    TransferFinished(Result<(), String>),
     /// End the session (the caller left); anything unfinished is abandoned, not stored.
     Close,
 }
@@ -42,6 +58,15 @@ pub struct SessionOptions {
     pub apology: String,
     /// Instructions for task-group summaries when the group has none of its own.
     pub summary_instructions: String,
+    /// What the agent asks a caller who has gone quiet.
+    pub still_there: String,
+    /// What the agent says before it hangs up on a caller who stayed quiet.
+    pub goodbye: String,
+    /// How a key press is put to the model when the task gives it no meaning of its own;
+    /// `{key}` is replaced by the key.
+    pub key_press_note: String,
+    /// Longest wait for the transport to carry out a transfer.
+    pub transfer_timeout: Duration,
 }
 
 impl Default for SessionOptions {
@@ -50,6 +75,12 @@ impl Default for SessionOptions {
             max_tool_steps: 5,
             apology: "Sorry, I'm having trouble right now. Could you say that again?".into(),
             summary_instructions: DEFAULT_SUMMARY_INSTRUCTIONS.into(),
+            still_there: "Are you still there?".into(),
+            goodbye: "It seems we got disconnected. Goodbye!".into(),
+            key_press_note: "[The caller pressed the key {key} on their phone keypad. This is \
+                             a key press, not speech.]"
+                .into(),
+            transfer_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -78,6 +109,8 @@ pub(crate) struct Inbox {
     input: mpsc::Receiver<SessionInput>,
     pending: VecDeque<SessionInput>,
     closed: bool,
+    /// Silences in a row since the caller last said or pressed something.
+    silences: u32,
 }
 
 /// What an activity waiting for the caller wakes up to.
@@ -91,6 +124,13 @@ pub(crate) enum Wakeup {
         /// What of it was heard.
         heard: String,
     },
+    /// The caller pressed a key.
+    KeyPressed(char),
+    /// The caller has been quiet; `times` silences in a row.
+    CallerSilent {
+        /// 1 for the first silence, 2 for the second, ...
+        times: u32,
+    },
 }
 
 impl Inbox {
@@ -99,27 +139,49 @@ impl Inbox {
         &mut self,
         interrupt: Option<&Notify>,
     ) -> Result<Wakeup, SessionClosed> {
-        if self.closed {
-            return Err(SessionClosed);
+        loop {
+            if self.closed {
+                return Err(SessionClosed);
+            }
+            let input = match self.pending.pop_front() {
+                Some(input) => Some(input),
+                None => match interrupt {
+                    Some(interrupt) => tokio::select! {
+                        biased;
+                        () = interrupt.notified() => return Ok(Wakeup::Interrupted),
+                        input = self.input.recv() => input,
+                    },
+                    None => self.input.recv().await,
+                },
+            };
+            if let Some(wakeup) = self.wakeup(input)? {
+                return Ok(wakeup);
+            }
         }
-        if let Some(input) = self.pending.pop_front() {
-            return self.wakeup(Some(input));
-        }
-        let input = match interrupt {
-            Some(interrupt) => tokio::select! {
-                biased;
-                () = interrupt.notified() => return Ok(Wakeup::Interrupted),
-                input = self.input.recv() => input,
-            },
-            None => self.input.recv().await,
-        };
-        self.wakeup(input)
     }
 
-    fn wakeup(&mut self, input: Option<SessionInput>) -> Result<Wakeup, SessionClosed> {
+    /// What `input` wakes an activity up to; `None` for an input nobody waits for.
+    fn wakeup(&mut self, input: Option<SessionInput>) -> Result<Option<Wakeup>, SessionClosed> {
         match input {
-            Some(SessionInput::UserTurn(text)) => Ok(Wakeup::UserTurn(text)),
-            Some(SessionInput::Interrupted { heard }) => Ok(Wakeup::ReplyCut { heard }),
+            Some(SessionInput::UserTurn(text)) => {
+                self.silences = 0;
+                Ok(Some(Wakeup::UserTurn(text)))
+            }
+            Some(SessionInput::KeyPressed(key)) => {
+                self.silences = 0;
+                Ok(Some(Wakeup::KeyPressed(key)))
+            }
+            Some(SessionInput::CallerSilent) => {
+                self.silences += 1;
+                Ok(Some(Wakeup::CallerSilent {
+                    times: self.silences,
+                }))
+            }
+            Some(SessionInput::Interrupted { heard }) => Ok(Some(Wakeup::ReplyCut { heard })),
+            Some(SessionInput::TransferFinished(result)) => {
+                tracing::debug!(?result, "a transfer result nobody waited for");
+                Ok(None)
+            }
             Some(SessionInput::Close) | None => {
                 self.closed = true;
                 Err(SessionClosed)
@@ -136,7 +198,41 @@ impl Inbox {
             }
             match self.input.recv().await {
                 Some(SessionInput::Interrupted { heard }) => return Ok(heard),
-                Some(turn @ SessionInput::UserTurn(_)) => self.pending.push_back(turn),
+                Some(turn @ (SessionInput::UserTurn(_) | SessionInput::KeyPressed(_))) => {
+                    self.pending.push_back(turn)
+                }
+                // Silence is only reported while the agent listens; a transfer result
+                // nobody waits for has no one to tell.
+                Some(SessionInput::CallerSilent | SessionInput::TransferFinished(_)) => {}
+                Some(SessionInput::Close) | None => {
+                    self.closed = true;
+                    return Err(SessionClosed);
+                }
+            }
+        }
+    }
+
+    /// Waits for the transport's answer to a transfer request, for at most `limit`.
+    /// Caller turns and key presses that arrive meanwhile are kept for afterwards.
+    pub(crate) async fn transfer_result(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Result<(), String>, SessionClosed> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.closed {
+                return Err(SessionClosed);
+            }
+            let input = match tokio::time::timeout_at(deadline, self.input.recv()).await {
+                Ok(input) => input,
+                Err(_) => return Ok(Err(format!("no answer within {} s", limit.as_secs()))),
+            };
+            match input {
+                Some(SessionInput::TransferFinished(result)) => return Ok(result),
+                Some(turn @ (SessionInput::UserTurn(_) | SessionInput::KeyPressed(_))) => {
+                    self.pending.push_back(turn)
+                }
+                Some(SessionInput::Interrupted { .. } | SessionInput::CallerSilent) => {}
                 Some(SessionInput::Close) | None => {
                     self.closed = true;
                     return Err(SessionClosed);
@@ -148,6 +244,12 @@ impl Inbox {
     /// Whether the session has ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Ends the session from inside (the agent hung up): every later read is
+    /// [`SessionClosed`], so the running tasks unwind without storing anything unfinished.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
     }
 }
 
@@ -206,6 +308,7 @@ impl AgentSession {
                 input: input_rx,
                 pending: VecDeque::new(),
                 closed: false,
+                silences: 0,
             };
             let mut chat_ctx = ChatContext::new();
             let root = Activity {
@@ -290,6 +393,19 @@ impl SessionHandle {
     pub async fn send(&mut self, text: &str) -> Vec<SessionEvent> {
         if self
             .send_input(SessionInput::UserTurn(text.to_string()))
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        self.until_listening().await
+    }
+
+    /// Presses a key on the caller's phone keypad and returns everything that happened
+    /// until the agent listens again.
+    pub async fn press_key(&mut self, key: char) -> Vec<SessionEvent> {
+        if self
+            .send_input(SessionInput::KeyPressed(key))
             .await
             .is_err()
         {

@@ -19,6 +19,18 @@ pub enum OnEnter {
     Say(String),
 }
 
+/// What a key on the caller's phone keypad means while a task is active (see
+/// [`AgentTask::on_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAction {
+    /// Run this tool of the task, with no arguments, as if the model had called it; the
+    /// model then replies (unless the tool completed the task). For answers that must not
+    /// depend on the model understanding them, such as "press 1 to confirm".
+    CallTool(String),
+    /// Give the model this text as the caller's turn, instead of the generic note.
+    Tell(String),
+}
+
 /// A focused agent that collects something and completes with a result of type `T`.
 ///
 /// It has its own instructions and tools; while it runs, its parent's tools are not
@@ -33,6 +45,7 @@ pub struct AgentTask<T> {
     /// Each tool's spec, made once when the tool is added (schemas never change).
     specs: Vec<ToolSpec>,
     on_enter: OnEnter,
+    keys: Vec<(char, KeyAction)>,
 }
 
 /// An agent that runs until the session ends: a task that never completes.
@@ -47,6 +60,7 @@ impl<T: Send + 'static> AgentTask<T> {
             tools: Vec::new(),
             specs: Vec::new(),
             on_enter: OnEnter::Listen,
+            keys: Vec::new(),
         }
     }
 
@@ -59,6 +73,29 @@ impl<T: Send + 'static> AgentTask<T> {
     /// Sets what happens when the task takes over.
     pub fn on_enter(mut self, on_enter: OnEnter) -> Self {
         self.on_enter = on_enter;
+        self
+    }
+
+    /// Gives `key` (`0`-`9`, `*`, `#`) a meaning while this task is active. Keys without
+    /// one reach the model as a note that the caller pressed them.
+    ///
+    /// ```
+    /// use bella_vista::agent::{AgentTask, KeyAction, NoArgs, OnEnter, tool_fn};
+    ///
+    /// let confirm = AgentTask::<bool>::new("Confirm", "Ask the caller to confirm.")
+    ///     .on_enter(OnEnter::Say("Press 1 to confirm, or 2 to cancel.".into()))
+    ///     .with_tool(tool_fn("confirm", "The caller confirmed.", |ctx, _: NoArgs| {
+    ///         ctx.complete(true);
+    ///         Ok("confirmed".into())
+    ///     }))
+    ///     .on_key('1', KeyAction::CallTool("confirm".into()))
+    ///     .on_key('2', KeyAction::Tell("[The caller pressed 2: they want to cancel.]".into()));
+    /// assert_eq!(confirm.key_action('1'), Some(&KeyAction::CallTool("confirm".into())));
+    /// assert_eq!(confirm.key_action('5'), None);
+    /// ```
+    pub fn on_key(mut self, key: char, action: KeyAction) -> Self {
+        self.keys.retain(|(k, _)| *k != key);
+        self.keys.push((key, action));
         self
     }
 }
@@ -91,5 +128,13 @@ impl<T> AgentTask<T> {
 
     pub(crate) fn enter_action(&self) -> &OnEnter {
         &self.on_enter
+    }
+
+    /// What `key` means in this task, if it was given a meaning.
+    pub fn key_action(&self, key: char) -> Option<&KeyAction> {
+        self.keys
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, action)| action)
     }
 }

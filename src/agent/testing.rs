@@ -31,7 +31,7 @@
 use serde_json::Value;
 
 use super::events::{SessionEvent, TaskEnd};
-use super::session::{AgentSession, SessionHandle, SessionOptions};
+use super::session::{AgentSession, SessionHandle, SessionInput, SessionOptions};
 use super::task::Agent;
 use crate::llm::Llm;
 
@@ -62,6 +62,24 @@ impl TestSession {
     pub async fn run(&mut self, text: &str) -> RunResult {
         RunResult {
             events: self.handle.send(text).await,
+        }
+    }
+
+    /// Presses a key on the caller's phone keypad and returns everything that happened
+    /// until the agent listened again.
+    pub async fn press(&mut self, key: char) -> RunResult {
+        RunResult {
+            events: self.handle.press_key(key).await,
+        }
+    }
+
+    /// Reports the caller silent (as the voice pipeline does after a quiet spell) and
+    /// returns everything that happened until the agent listened again or the session
+    /// ended.
+    pub async fn silence(&mut self) -> RunResult {
+        let _ = self.handle.send_input(SessionInput::CallerSilent).await;
+        RunResult {
+            events: self.handle.until_listening().await,
         }
     }
 
@@ -175,9 +193,12 @@ fn is_significant(event: &SessionEvent) -> bool {
         | SessionEvent::Regressed { .. }
         | SessionEvent::DependentInvalidated { .. }
         | SessionEvent::ReplyInterrupted { .. }
-        | SessionEvent::ReplyFailed { .. } => true,
+        | SessionEvent::ReplyFailed { .. }
+        | SessionEvent::HangUpRequested
+        | SessionEvent::TransferRequested { .. } => true,
         SessionEvent::AgentStateChanged { .. }
         | SessionEvent::UserTurnReceived { .. }
+        | SessionEvent::KeyPressReceived { .. }
         | SessionEvent::TextDelta { .. }
         | SessionEvent::SessionEnded => false,
     }
@@ -272,6 +293,21 @@ impl<'a> EventCursor<'a> {
         match self.next_event() {
             SessionEvent::Regressed { targets, .. } => targets.clone(),
             _ => self.fail_previous("a regression"),
+        }
+    }
+
+    /// Expects the agent to hang up.
+    pub fn next_hang_up(&mut self) {
+        if !matches!(self.next_event(), SessionEvent::HangUpRequested) {
+            self.fail_previous("the agent hanging up");
+        }
+    }
+
+    /// Expects a transfer request; returns where to.
+    pub fn next_transfer(&mut self) -> &'a str {
+        match self.next_event() {
+            SessionEvent::TransferRequested { to } => to,
+            _ => self.fail_previous("a transfer request"),
         }
     }
 

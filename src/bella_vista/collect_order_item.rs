@@ -5,6 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::call_tools::with_call_tools;
 use super::check_menu::check_menu;
 use super::order::OrderItem;
 use super::order_flow::{OrderFlow, describe_item, item_id};
@@ -60,8 +61,8 @@ pub fn collect_order_item(
 
     let confirm_flow = flow.clone();
     let cancel_flow = flow.clone();
-    AgentTask::new("CollectOrderItem", instructions)
-        .on_enter(OnEnter::Reply(enter))
+    let task = AgentTask::new("CollectOrderItem", instructions).on_enter(OnEnter::Reply(enter));
+    with_call_tools(task, restaurant, flow.caller())
         .with_tool(check_menu(restaurant_arc(&flow)))
         .with_tool(
             tool_fn(

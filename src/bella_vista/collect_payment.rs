@@ -5,6 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::call_tools::with_call_tools;
 use super::money::Cents;
 use super::order::{OrderItem, Payment, PaymentMethod};
 use super::order_flow::{OrderFlow, describe_item};
@@ -36,8 +37,8 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
     let max_tip = restaurant.limits.max_tip_percent;
     let limits = restaurant.limits;
     let add_flow = flow.clone();
-    AgentTask::new("CollectPayment", instructions)
-        .on_enter(OnEnter::Reply(enter))
+    let task = AgentTask::new("CollectPayment", instructions).on_enter(OnEnter::Reply(enter));
+    with_call_tools(task, restaurant, flow.caller())
         .with_tool(
             tool_fn(
                 "confirm_payment",

@@ -4,6 +4,7 @@
 //! [`order_taker()`] is the entry point: an [`Agent`](crate::agent::Agent) whose
 //! `take_order` tool runs the order as a task group (see [`order_flow`]).
 
+mod call_tools;
 mod check_menu;
 pub mod collect_order_item;
 pub mod collect_payment;
@@ -16,5 +17,5 @@ pub mod prompts;
 pub mod review_order;
 pub mod store;
 
-pub use order_flow::{CallerInfo, Restaurant};
+pub use order_flow::Restaurant;
 pub use order_taker::{order_taker, order_taker_for};

@@ -20,26 +20,9 @@ use super::order::{Order, OrderItem, OrderLimits, Payment};
 use super::prompts::Prompts;
 use super::review_order::review_order;
 use super::store::OrderStore;
-use crate::agent::{DependsOn, HandleError, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults};
-
-/// Who is calling, as far as the transport knows. Filled in once the caller is known
-/// (a phone caller's number arrives with their participant), read when the order is stored.
-#[derive(Debug, Default)]
-pub struct CallerInfo {
-    phone: std::sync::OnceLock<String>,
-}
-
-impl CallerInfo {
-    /// Records the caller's phone number (the first one given wins).
-    pub fn set_phone(&self, phone: &str) {
-        let _ = self.phone.set(phone.to_string());
-    }
-
-    /// The caller's phone number, if known.
-    pub fn phone(&self) -> Option<&str> {
-        self.phone.get().map(String::as_str)
-    }
-}
+use crate::agent::{
+    CallerInfo, DependsOn, HandleError, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults,
+};
 
 /// Id of the payment task.
 pub const PAYMENT: &str = "payment";
@@ -56,6 +39,8 @@ pub struct Restaurant {
     pub prompts: Prompts,
     /// Where confirmed orders go.
     pub store: OrderStore,
+    /// Where `transfer_to_staff` hands a phone caller (`tel:` or `sip:`); `None`: nowhere.
+    pub transfer_to: Option<String>,
 }
 
 impl Restaurant {
@@ -106,6 +91,11 @@ impl OrderFlow {
     /// The caller's phone number, when the call came by phone.
     pub fn caller_phone(&self) -> Option<&str> {
         self.caller.phone()
+    }
+
+    /// Who is calling.
+    pub fn caller(&self) -> &Arc<CallerInfo> {
+        &self.caller
     }
 
     /// The key that makes storing this order idempotent.

@@ -4,12 +4,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
+use super::call_tools::with_call_tools;
 use super::check_menu::check_menu;
-use super::order_flow::{CallerInfo, OrderFlow, REVIEW, Restaurant};
+use super::order_flow::{OrderFlow, REVIEW, Restaurant};
 use super::prompts::fill;
 use super::store::StoredOrder;
 use crate::agent::{
-    Agent, NoArgs, OnEnter, TaskGroupError, TaskResults, Tool, ToolContext, ToolError,
+    Agent, CallerInfo, NoArgs, OnEnter, TaskGroupError, TaskResults, Tool, ToolContext, ToolError,
 };
 
 /// The Bella Vista agent: greets, answers menu questions, and takes orders.
@@ -24,10 +25,10 @@ pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> 
         &restaurant.prompts.order_taker,
         &[("categories", categories.as_str())],
     );
-    Agent::new("OrderTaker", instructions)
+    let agent = Agent::new("OrderTaker", instructions)
         .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
-        .with_tool(check_menu(restaurant.clone()))
-        .with_tool(TakeOrder { restaurant, caller })
+        .with_tool(check_menu(restaurant.clone()));
+    with_call_tools(agent, &restaurant, &caller).with_tool(TakeOrder { restaurant, caller })
 }
 
 /// `take_order()`: runs the order's task group (items, payment, read-back) and reports

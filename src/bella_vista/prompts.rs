@@ -39,6 +39,20 @@ pub struct Prompts {
     pub apology: String,
     /// What the caller hears when their words could not be transcribed.
     pub did_not_catch: String,
+    /// What the agent says before it hangs up at the caller's request.
+    pub goodbye: String,
+    /// What the agent asks a caller who has gone quiet.
+    pub still_there: String,
+    /// What the agent says before it hangs up on a caller who stayed quiet.
+    pub silence_goodbye: String,
+    /// What the caller hears before a transfer to staff.
+    pub transferring: String,
+    /// What the caller hears when the transfer did not work.
+    pub transfer_failed: String,
+    /// How a key press without a meaning of its own is put to the model (`{key}`).
+    pub key_press: String,
+    /// How key 2 during the read-back is put to the model.
+    pub review_key_change: String,
 }
 
 macro_rules! embedded {
@@ -47,7 +61,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 11] = [
+const EMBEDDED: [(&str, &str); 18] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -59,6 +73,13 @@ const EMBEDDED: [(&str, &str); 11] = [
     embedded!("summary"),
     embedded!("apology"),
     embedded!("did_not_catch"),
+    embedded!("goodbye"),
+    embedded!("still_there"),
+    embedded!("silence_goodbye"),
+    embedded!("transferring"),
+    embedded!("transfer_failed"),
+    embedded!("key_press"),
+    embedded!("review_key_change"),
 ];
 
 impl Default for Prompts {
@@ -110,6 +131,13 @@ impl Prompts {
             summary: get("summary"),
             apology: get("apology"),
             did_not_catch: get("did_not_catch"),
+            goodbye: get("goodbye"),
+            still_there: get("still_there"),
+            silence_goodbye: get("silence_goodbye"),
+            transferring: get("transferring"),
+            transfer_failed: get("transfer_failed"),
+            key_press: get("key_press"),
+            review_key_change: get("review_key_change"),
         }
     }
 }

@@ -3,12 +3,16 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use super::call_tools::with_call_tools;
 use super::collect_payment::add_item_tool;
 use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::store::StoredOrder;
-use crate::agent::{AgentTask, NoArgs, OnEnter, Tool, ToolContext, ToolError};
+use crate::agent::{AgentTask, KeyAction, NoArgs, OnEnter, Tool, ToolContext, ToolError};
+
+/// The name of the tool that places the order (also what key 1 does on a phone).
+const CONFIRM_ORDER: &str = "confirm_order";
 
 /// Builds the read-back task for `order` (None if payment is somehow missing).
 pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<StoredOrder> {
@@ -24,7 +28,8 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
             let last = &digits[digits.len().saturating_sub(2)..];
             format!(
                 "The caller is phoning from a number ending in {last}; confirm it is the \
-                 number for this order when you read it back."
+                 number for this order when you read it back. Tell them they can also \
+                 press 1 to confirm, or 2 to change something."
             )
         })
         .unwrap_or_default();
@@ -34,8 +39,12 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
     ];
     let instructions = fill(&restaurant.prompts.review_order, &values);
     let enter = fill(&restaurant.prompts.review_order_enter, &values);
-    AgentTask::new("ReviewOrder", instructions)
+    let change = restaurant.prompts.review_key_change.clone();
+    let task = AgentTask::new("ReviewOrder", instructions)
         .on_enter(OnEnter::Reply(enter))
+        .on_key('1', KeyAction::CallTool(CONFIRM_ORDER.into()))
+        .on_key('2', KeyAction::Tell(change));
+    with_call_tools(task, restaurant, flow.caller())
         .with_tool(ConfirmOrder {
             flow: flow.clone(),
             order,
@@ -54,7 +63,7 @@ impl Tool<StoredOrder> for ConfirmOrder {
     type Args = NoArgs;
 
     fn name(&self) -> &str {
-        "confirm_order"
+        CONFIRM_ORDER
     }
 
     fn description(&self) -> String {

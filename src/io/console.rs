@@ -86,6 +86,9 @@ impl<W: Write> ConsoleRenderer<W> {
             SessionEvent::ReplyInterrupted { heard } => {
                 self.quiet(&format!("  (interrupted after: {heard:?})"))
             }
+            SessionEvent::KeyPressReceived { key } => self.quiet(&format!("  [key {key}]")),
+            SessionEvent::HangUpRequested => self.quiet("[the agent hung up]"),
+            SessionEvent::TransferRequested { to } => self.quiet(&format!("[transfer to {to}]")),
             SessionEvent::AgentStateChanged { .. }
             | SessionEvent::UserTurnReceived { .. }
             | SessionEvent::SessionEnded => Ok(()),
@@ -105,8 +108,22 @@ impl<W: Write> ConsoleRenderer<W> {
     }
 }
 
+/// A console line that presses phone keys instead of saying something: `/press 1`.
+pub const KEY_PRESS_COMMAND: &str = "/press ";
+
+/// Presses each key of `keys` (ignoring spaces) as a phone caller would, one after the
+/// other, and returns what happened.
+async fn press_keys(session: &mut SessionHandle, keys: &str) -> Vec<SessionEvent> {
+    let mut events = Vec::new();
+    for key in keys.chars().filter(|c| !c.is_whitespace()) {
+        events.extend(session.press_key(key).await);
+    }
+    events
+}
+
 /// Runs a console conversation on `session`, reading caller lines from `input`, until
-/// the input ends. `interactive` shows a prompt before each line.
+/// the input ends or the agent hangs up. `interactive` shows a prompt before each line;
+/// a line `/press 1` presses phone keys instead.
 pub async fn run<R, W>(
     mut session: SessionHandle,
     input: R,
@@ -136,7 +153,10 @@ where
         if !interactive {
             renderer.quiet(&format!("you> {line}"))?;
         }
-        let events = session.send(line).await;
+        let events = match line.strip_prefix(KEY_PRESS_COMMAND) {
+            Some(keys) => press_keys(&mut session, keys).await,
+            None => session.send(line).await,
+        };
         for event in &events {
             renderer.render(event)?;
         }

@@ -77,6 +77,9 @@ pub struct CallReport {
     pub summary: CallSummary,
     /// The agent's state changes.
     pub states: Vec<StateChange>,
+    /// Whether the agent ended the call (rather than the caller leaving or the input
+    /// ending); the transport then hangs up for the caller.
+    pub hung_up: bool,
 }
 
 /// What a call reports live, for whoever shows it (a LiveKit room's transcription stream
@@ -89,6 +92,44 @@ pub enum CallEvent {
     UserTranscript(String),
     /// The agent is about to say this sentence.
     AgentTranscript(String),
+    /// The agent asks to transfer the caller to `to`, now that what it said has played;
+    /// the transport answers with [`CallInput::TransferFinished`].
+    TransferRequested {
+        /// Where to (`tel:...` or `sip:...`).
+        to: String,
+    },
+}
+
+/// What a transport tells a running call besides audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallInput {
+    /// The caller pressed a key on their phone keypad (DTMF).
+    KeyPressed(char),
+    /// The outcome of a [`CallEvent::TransferRequested`].
+    TransferFinished(Result<(), String>),
+}
+
+/// The two-way link between a call and a transport that shows it and can act on it (a
+/// LiveKit room): events out, inputs in.
+#[derive(Debug)]
+pub struct CallLink {
+    /// Where the call reports what happens.
+    pub events: mpsc::UnboundedSender<CallEvent>,
+    /// What the transport tells the call.
+    pub inputs: mpsc::UnboundedReceiver<CallInput>,
+}
+
+impl CallLink {
+    /// A link and the transport's ends of it: the events to read, the inputs to send.
+    pub fn new() -> (
+        CallLink,
+        mpsc::UnboundedReceiver<CallEvent>,
+        mpsc::UnboundedSender<CallInput>,
+    ) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        (CallLink { events, inputs }, events_rx, inputs_tx)
+    }
 }
 
 /// How long a fast-paced call waits for one provider result before moving on.
@@ -109,7 +150,8 @@ pub async fn run_call<I: AudioInput, O: AudioOutput>(
     run_call_with_events(session, services, config, input, output, pace, None).await
 }
 
-/// Like [`run_call`], also reporting [`CallEvent`]s as they happen.
+/// Like [`run_call`], also reporting [`CallEvent`]s as they happen and taking
+/// [`CallInput`]s from the transport through `link`.
 pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
     session: SessionHandle,
     services: &VoiceServices,
@@ -117,13 +159,17 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
     mut input: I,
     mut output: O,
     pace: Pace,
-    events: Option<mpsc::UnboundedSender<CallEvent>>,
+    link: Option<CallLink>,
 ) -> Result<(CallReport, O), CallError> {
     config.output_rate = output.sample_rate();
     let frame = config.frame;
     let (results_tx, mut results) = mpsc::unbounded_channel();
     let sender = session.sender();
     let forward = tokio::spawn(forward_events(session, results_tx.clone()));
+    let (events, mut call_inputs) = match link {
+        Some(link) => (Some(link.events), Some(link.inputs)),
+        None => (None, None),
+    };
     let mut driver = Driver {
         pipeline: Pipeline::new(config),
         services: services.clone(),
@@ -134,6 +180,7 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
         turns: Vec::new(),
         states: Vec::new(),
         ended: false,
+        hung_up: false,
         events,
     };
     let frame_samples = samples_for(CALLER_RATE, frame);
@@ -156,7 +203,7 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
                 }
             }
         }
-        if driver.ended {
+        if driver.hung_up || (driver.ended && !driver.pipeline.is_hanging_up()) {
             break;
         }
         let samples = if caller.buffered() >= frame_samples {
@@ -175,6 +222,9 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
                 biased;
                 Some(result) = results.recv() => {
                     driver.feed(result, &mut output).await;
+                }
+                Some(call_input) = next_input(&mut call_inputs) => {
+                    driver.take_input(call_input, &mut output).await;
                 }
                 next = input.next_frame() => match next {
                     Some(audio) => {
@@ -227,9 +277,25 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
         summary: CallSummary::of(&driver.turns),
         turns: driver.turns,
         states: driver.states,
+        hung_up: driver.hung_up,
     };
     tracing::info!(duration_s, summary = ?report.summary, "call ended");
     Ok((report, output))
+}
+
+/// The next input from the transport, or never when there is no transport link (or it
+/// closed).
+async fn next_input(inputs: &mut Option<mpsc::UnboundedReceiver<CallInput>>) -> Option<CallInput> {
+    match inputs {
+        Some(receiver) => match receiver.recv().await {
+            Some(input) => Some(input),
+            None => {
+                *inputs = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// How many frames of caller audio may be overdue before silence is supplied.
@@ -322,6 +388,7 @@ struct Driver {
     turns: Vec<TurnReport>,
     states: Vec<StateChange>,
     ended: bool,
+    hung_up: bool,
     events: Option<mpsc::UnboundedSender<CallEvent>>,
 }
 
@@ -332,6 +399,26 @@ impl Driver {
         }
         let outputs = self.pipeline.handle(input, Instant::now());
         self.execute(outputs, output).await;
+    }
+
+    async fn take_input<O: AudioOutput>(&mut self, input: CallInput, output: &mut O) {
+        match input {
+            CallInput::KeyPressed(key) => {
+                self.feed(PipelineInput::KeyPressed(key), output).await;
+            }
+            CallInput::TransferFinished(result) => {
+                let _ = self
+                    .sender
+                    .send(SessionInput::TransferFinished(result))
+                    .await;
+            }
+        }
+    }
+
+    async fn tell_session(&mut self, input: SessionInput) {
+        if self.sender.send(input).await.is_err() {
+            self.ended = true;
+        }
     }
 
     fn report(&self, event: CallEvent) {
@@ -348,15 +435,21 @@ impl Driver {
                 }
                 PipelineOutput::UserTurn(text) => {
                     self.report(CallEvent::UserTranscript(text.clone()));
-                    if self
-                        .sender
-                        .send(SessionInput::UserTurn(text))
-                        .await
-                        .is_err()
-                    {
-                        self.ended = true;
-                    }
+                    self.tell_session(SessionInput::UserTurn(text)).await;
                 }
+                PipelineOutput::KeyPressed(key) => {
+                    self.tell_session(SessionInput::KeyPressed(key)).await;
+                }
+                PipelineOutput::CallerSilent => self.tell_session(SessionInput::CallerSilent).await,
+                PipelineOutput::HangUp => self.hung_up = true,
+                PipelineOutput::Transfer { to } => match &self.events {
+                    Some(events) if events.send(CallEvent::TransferRequested { to }).is_ok() => {}
+                    _ => {
+                        let refused = Err("this call cannot be transferred".to_string());
+                        self.tell_session(SessionInput::TransferFinished(refused))
+                            .await;
+                    }
+                },
                 PipelineOutput::Synthesize { sentence, text } => {
                     self.report(CallEvent::AgentTranscript(text.clone()));
                     self.synthesize(sentence, text);

@@ -63,6 +63,12 @@ pub struct PipelineConfig {
     pub output_rate: u32,
     /// What the agent says when a transcription fails.
     pub did_not_catch: String,
+    /// A caller silent this long while the agent listens is reported
+    /// ([`PipelineOutput::CallerSilent`]); `None`: never.
+    pub silence_prompt: Option<Duration>,
+    /// After the agent's last word before a hang-up or transfer has left, how long to wait
+    /// before acting, so it reaches the caller through their jitter buffer and any bridge.
+    pub hang_up_tail: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +82,8 @@ impl Default for PipelineConfig {
             frame: Duration::from_millis(20),
             output_rate: 24_000,
             did_not_catch: "Sorry, I didn't catch that. Could you say it again?".into(),
+            silence_prompt: None,
+            hang_up_tail: Duration::from_millis(300),
         }
     }
 }
@@ -113,6 +121,10 @@ pub enum PipelineInput {
         /// Why it failed, if it did.
         error: Option<String>,
     },
+    /// The caller pressed a key on their phone keypad. Like speech, it stops the agent at
+    /// once (whatever the interruption settings: a key press is never an echo) and is a
+    /// turn of its own.
+    KeyPressed(char),
 }
 
 /// What the pipeline asks for.
@@ -147,6 +159,43 @@ pub enum PipelineOutput {
     StateChanged(AgentState),
     /// A turn ended; its report.
     TurnEnded(Box<TurnReport>),
+    /// Send this key press to the session.
+    KeyPressed(char),
+    /// Tell the session the caller has been silent for the configured time.
+    CallerSilent,
+    /// Everything said before the hang-up has played: end the call for the caller now.
+    HangUp,
+    /// Everything said before the transfer request has played: transfer the caller now.
+    Transfer {
+        /// Where to.
+        to: String,
+    },
+}
+
+/// Where the agent is in hanging up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HangUp {
+    /// Not asked to.
+    No,
+    /// Asked to; due once what was said has played (see [`due_after_playout`]).
+    Waiting(Option<Duration>),
+    /// Done.
+    Done,
+}
+
+/// Whether a call action (hang-up, transfer) waiting in `due` may happen at `now`: the
+/// first time everything said before it has played, it becomes due `tail` later, so the
+/// last words reach the caller through their jitter buffer and any bridge.
+fn due_after_playout(
+    due: &mut Option<Duration>,
+    played_out: bool,
+    now: Duration,
+    tail: Duration,
+) -> bool {
+    if due.is_none() && played_out {
+        *due = Some(now + tail);
+    }
+    due.is_some_and(|at| now >= at)
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +223,11 @@ pub struct Pipeline {
     turn: Option<Turn>,
     now: Duration,
     deaf_until: Duration,
+    hang_up: HangUp,
+    /// A transfer waiting for playout: where to, and when it is due.
+    transfer: Option<(String, Option<Duration>)>,
+    /// Since when the caller has been quiet while the agent listened.
+    quiet_since: Option<Duration>,
 }
 
 /// How long a half-duplex pipeline keeps ignoring the caller after the agent stops
@@ -199,8 +253,16 @@ impl Pipeline {
             turn: None,
             now: Duration::ZERO,
             deaf_until: Duration::ZERO,
+            hang_up: HangUp::No,
+            transfer: None,
+            quiet_since: None,
             config,
         }
+    }
+
+    /// Whether the agent has asked to hang up and the call is not over yet.
+    pub fn is_hanging_up(&self) -> bool {
+        matches!(self.hang_up, HangUp::Waiting(_))
     }
 
     /// The agent's state.
@@ -263,6 +325,7 @@ impl Pipeline {
                     turn.report.unspoken.push(text);
                 }
             }
+            PipelineInput::KeyPressed(key) => self.key_pressed(key, wall, &mut out),
         }
         out
     }
@@ -322,7 +385,72 @@ impl Pipeline {
             }
         }
         self.finish_turn_if_done(&mut out);
+        self.follow_call_control(&mut out);
+        self.watch_silence(&mut out);
         out
+    }
+
+    /// A key press: stops the agent like speech would and becomes a turn of its own.
+    fn key_pressed(&mut self, key: char, wall: Instant, out: &mut Vec<PipelineOutput>) {
+        if self.hang_up != HangUp::No {
+            return;
+        }
+        self.quiet_since = None;
+        if self.state != AgentState::Listening && !self.awaiting_ack {
+            self.interrupt(out);
+        }
+        let mut turn = Turn::default();
+        turn.report.caller_text = Some(format!("[key {key}]"));
+        turn.clock.committed = Some(wall);
+        self.turn = Some(turn);
+        self.session_listening = false;
+        self.set_state(AgentState::Thinking, out);
+        out.push(PipelineOutput::KeyPressed(key));
+    }
+
+    /// Hangs up or transfers once everything said before the request has played.
+    fn follow_call_control(&mut self, out: &mut Vec<PipelineOutput>) {
+        let played_out = !self.playout.is_busy() && self.state != AgentState::Speaking;
+        let (now, tail) = (self.now, self.config.hang_up_tail);
+        if let HangUp::Waiting(due) = &mut self.hang_up
+            && due_after_playout(due, played_out, now, tail)
+        {
+            self.hang_up = HangUp::Done;
+            out.push(PipelineOutput::HangUp);
+        }
+        if let Some((_, due)) = &mut self.transfer
+            && due_after_playout(due, played_out, now, tail)
+            && let Some((to, _)) = self.transfer.take()
+        {
+            out.push(PipelineOutput::Transfer { to });
+        }
+    }
+
+    /// Reports a caller who has been quiet for the configured time while the agent
+    /// listened with nothing in flight.
+    fn watch_silence(&mut self, out: &mut Vec<PipelineOutput>) {
+        let Some(limit) = self.config.silence_prompt else {
+            return;
+        };
+        let idle = self.session_listening
+            && self.state == AgentState::Listening
+            && self.hang_up == HangUp::No
+            && self.transfer.is_none()
+            && !self.in_speech
+            && !self.detector.is_speaking()
+            && !self.playout.is_busy()
+            && !self.endpointing.is_transcribing()
+            && self.endpointing.deadline().is_none();
+        if !idle {
+            self.quiet_since = None;
+            return;
+        }
+        let since = *self.quiet_since.get_or_insert(self.now);
+        if self.now.saturating_sub(since) >= limit {
+            self.quiet_since = None;
+            self.session_listening = false;
+            out.push(PipelineOutput::CallerSilent);
+        }
     }
 
     fn caller_frame(
@@ -383,6 +511,12 @@ impl Pipeline {
         {
             return;
         }
+        self.interrupt(out);
+    }
+
+    /// Stops the agent at once: its audio, the synthesis in flight, and the reply; the
+    /// session learns what the caller heard.
+    fn interrupt(&mut self, out: &mut Vec<PipelineOutput>) {
         let heard = self.playout.interrupt();
         self.splitter = SentenceSplitter::default();
         self.streamed_chars = 0;
@@ -465,6 +599,10 @@ impl Pipeline {
                     self.set_state(AgentState::Thinking, out);
                 }
             }
+            SessionEvent::HangUpRequested if self.hang_up == HangUp::No => {
+                self.hang_up = HangUp::Waiting(None);
+            }
+            SessionEvent::TransferRequested { to } => self.transfer = Some((to, None)),
             _ => {}
         }
     }
@@ -542,6 +680,8 @@ mod tests {
             frame: FRAME,
             output_rate: 1000,
             did_not_catch: "Sorry, I didn't catch that.".into(),
+            silence_prompt: None,
+            hang_up_tail: Duration::from_millis(300),
         }
     }
 
@@ -826,5 +966,127 @@ mod tests {
             })
             .collect();
         assert_eq!(rest, vec!["What would you like?"]);
+    }
+
+    fn count(outputs: &[PipelineOutput], wanted: &PipelineOutput) -> usize {
+        outputs.iter().filter(|o| *o == wanted).count()
+    }
+
+    #[test]
+    fn a_hang_up_waits_until_the_goodbye_has_played_then_a_short_tail() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "That's all, bye.");
+        reply(&mut h, "Thank you for calling, goodbye!", 1000);
+        h.session(SessionEvent::HangUpRequested);
+        h.session(SessionEvent::SessionEnded);
+        assert!(h.pipeline.is_hanging_up());
+        h.caller(1000, false);
+        let out = h.take();
+        assert_eq!(non_silent_frames(&out), 50, "the whole goodbye plays");
+        assert_eq!(count(&out, &PipelineOutput::HangUp), 0);
+        h.caller(280, false);
+        assert_eq!(
+            count(&h.take(), &PipelineOutput::HangUp),
+            0,
+            "within the tail"
+        );
+        h.caller(100, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::HangUp), 1);
+        assert!(!h.pipeline.is_hanging_up());
+        h.caller(1000, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::HangUp), 0, "only once");
+    }
+
+    #[test]
+    fn a_key_press_stops_the_agent_at_once_even_in_half_duplex_and_is_a_turn() {
+        let mut h = Harness::new();
+        h.pipeline.config.interruption.enabled = false;
+        caller_turn(&mut h, "Read it back, please.");
+        reply(
+            &mut h,
+            "Two tiramisu for twenty dollars, press 1 to confirm",
+            2000,
+        );
+        h.caller(400, false);
+        assert_eq!(non_silent_frames(&h.take()), 20);
+        h.input(PipelineInput::KeyPressed('1'));
+        let out = h.take();
+        let heard = out.iter().find_map(|o| match o {
+            PipelineOutput::Interrupt { heard } => Some(heard.clone()),
+            _ => None,
+        });
+        assert!(heard.is_some_and(|heard| heard.starts_with("Two")));
+        assert!(out.contains(&PipelineOutput::CancelSynthesis));
+        assert_eq!(out.last(), Some(&PipelineOutput::KeyPressed('1')));
+        assert_eq!(h.pipeline.state(), AgentState::Thinking);
+        h.caller(200, false);
+        assert_eq!(
+            non_silent_frames(&h.take()),
+            0,
+            "no agent audio after the key"
+        );
+    }
+
+    #[test]
+    fn a_key_press_while_listening_is_a_turn_without_an_interruption() {
+        let mut h = Harness::new();
+        h.input(PipelineInput::KeyPressed('#'));
+        let out = h.take();
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, PipelineOutput::Interrupt { .. }))
+        );
+        assert!(out.contains(&PipelineOutput::KeyPressed('#')));
+    }
+
+    #[test]
+    fn a_quiet_caller_is_reported_after_the_silence_time_counted_from_the_last_word_played() {
+        let mut h = Harness::new();
+        h.pipeline.config.silence_prompt = Some(Duration::from_secs(5));
+        h.caller(4900, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::CallerSilent), 0);
+        h.caller(200, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::CallerSilent), 1);
+        // the session asks whether the caller is still there: the next silence is counted
+        // from the end of that question
+        reply(&mut h, "Are you still there?", 1000);
+        h.caller(1000 + 4900, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::CallerSilent), 0);
+        h.caller(200, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::CallerSilent), 1);
+        // speaking resets it
+        h.session(SessionEvent::AgentStateChanged {
+            state: AgentState::Listening,
+        });
+        h.caller(4000, false);
+        caller_turn(&mut h, "Yes, sorry.");
+        reply(&mut h, "No problem.", 200);
+        h.caller(4000, false);
+        assert_eq!(count(&h.take(), &PipelineOutput::CallerSilent), 0);
+    }
+
+    #[test]
+    fn a_transfer_waits_until_the_notice_has_played_then_a_short_tail() {
+        let mut h = Harness::new();
+        caller_turn(&mut h, "Can I talk to a person?");
+        reply(&mut h, "One moment, I'm transferring you.", 1000);
+        let to = "tel:+15550199".to_string();
+        h.session(SessionEvent::TransferRequested { to: to.clone() });
+        h.caller(1260, false);
+        assert_eq!(
+            count(&h.take(), &PipelineOutput::Transfer { to: to.clone() }),
+            0
+        );
+        h.caller(100, false);
+        assert_eq!(
+            count(&h.take(), &PipelineOutput::Transfer { to: to.clone() }),
+            1
+        );
+        h.caller(1000, false);
+        assert_eq!(
+            count(&h.take(), &PipelineOutput::Transfer { to }),
+            0,
+            "only once"
+        );
     }
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bella_vista::agent::testing::{RunResult, TestSession};
+use bella_vista::agent::{Agent, CallerInfo};
 use bella_vista::bella_vista::menu::Menu;
 use bella_vista::bella_vista::order::OrderLimits;
 use bella_vista::bella_vista::prompts::Prompts;
 use bella_vista::bella_vista::store::{OrderStore, StoredOrder};
-use bella_vista::bella_vista::{Restaurant, order_taker};
+use bella_vista::bella_vista::{Restaurant, order_taker, order_taker_for};
 use bella_vista::llm::ChatRequest;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use serde_json::{Value, json};
@@ -24,27 +25,72 @@ pub struct Bella {
 
 /// The restaurant as configured in `config/`, with its orders in `db`.
 pub fn restaurant(db: &std::path::Path) -> Arc<Restaurant> {
+    restaurant_transferring_to(db, None)
+}
+
+/// The restaurant, with staff transfers going to `transfer_to`.
+pub fn restaurant_transferring_to(
+    db: &std::path::Path,
+    transfer_to: Option<&str>,
+) -> Arc<Restaurant> {
     let menu = Menu::load(std::path::Path::new("config/menu.toml")).expect("menu loads");
     Arc::new(Restaurant {
         menu,
         limits: OrderLimits::default(),
         prompts: Prompts::default(),
         store: OrderStore::open(db).expect("store opens"),
+        transfer_to: transfer_to.map(str::to_string),
     })
 }
 
 /// Starts a call answered by the order taker on `llm`.
 pub async fn start(llm: &ScriptedLlm) -> Bella {
+    start_with(llm, |db| order_taker(restaurant(db))).await
+}
+
+/// Starts a call from the phone number `phone`, answered by the order taker on `llm`,
+/// with staff transfers going to `transfer_to`.
+pub async fn start_phone(llm: &ScriptedLlm, phone: &str, transfer_to: Option<&str>) -> Bella {
+    let caller = Arc::new(CallerInfo::default());
+    caller.set_phone(phone);
+    start_with(llm, |db| {
+        order_taker_for(restaurant_transferring_to(db, transfer_to), caller)
+    })
+    .await
+}
+
+/// Starts a call answered by the agent `answer` makes for an order database.
+async fn start_with(llm: &ScriptedLlm, answer: impl FnOnce(&std::path::Path) -> Agent) -> Bella {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("orders.db");
-    let agent = order_taker(restaurant(&db));
-    let (session, greeting) = TestSession::start(agent, llm.clone()).await;
+    let (session, greeting) = TestSession::start(answer(&db), llm.clone()).await;
     Bella {
         session,
         greeting,
         db,
         _dir: dir,
     }
+}
+
+/// A whole order up to the read-back of two tiramisu paid in cash: the steps, and the
+/// caller's lines that go with them.
+pub fn tiramisu_up_to_read_back() -> (Vec<Step>, [&'static str; 3]) {
+    let mut steps = greet_and_start();
+    steps.extend([
+        item_enters("What would you like?"),
+        confirm_item("Tiramisu", 2, &[], false),
+        payment_enters("$20.00"),
+        confirm_payment("cash", 0.0),
+        review_enters("Total: $20.00"),
+    ]);
+    (
+        steps,
+        [
+            "I'd like to order",
+            "Two tiramisu, that's all",
+            "Cash, no tip",
+        ],
+    )
 }
 
 impl Bella {

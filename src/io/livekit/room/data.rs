@@ -147,6 +147,10 @@ impl DataReceiver {
                 None
             }
             proto::data_packet::Value::StreamTrailer(trailer) => self.close(trailer),
+            proto::data_packet::Value::SipDtmf(dtmf) => Some(RoomEvent::DtmfReceived {
+                identity: (!identity.is_empty()).then_some(identity),
+                key: dtmf_key(&dtmf)?,
+            }),
             _ => None,
         }
     }
@@ -189,6 +193,22 @@ impl DataReceiver {
         stream.attributes.extend(trailer.attributes);
         Some(text_event(stream, content))
     }
+}
+
+/// The key of a `SipDTMF` packet: its `digit`, or failing that its RFC 4733 event code
+/// (0-9 the digits, 10 `*`, 11 `#`, 12-15 `A`-`D`).
+fn dtmf_key(dtmf: &proto::SipDtmf) -> Option<char> {
+    const KEYS: [char; 16] = [
+        '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D',
+    ];
+    let from_digit = dtmf
+        .digit
+        .trim()
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .filter(|c| KEYS.contains(c));
+    from_digit.or_else(|| KEYS.get(usize::try_from(dtmf.code).ok()?).copied())
 }
 
 fn text_event(stream: OpenStream, content: Vec<u8>) -> RoomEvent {
@@ -270,6 +290,33 @@ mod tests {
             })
         );
         assert_eq!(receiver.receive(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn sip_dtmf_packets_are_key_presses() {
+        let packet = |code: u32, digit: &str| proto::DataPacket {
+            participant_identity: "sip_+15550142".into(),
+            value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf {
+                code,
+                digit: digit.into(),
+            })),
+            ..Default::default()
+        };
+        let mut receiver = DataReceiver::default();
+        assert_eq!(
+            receiver.receive(&packet(1, "1").encode_to_vec()),
+            Some(RoomEvent::DtmfReceived {
+                identity: Some("sip_+15550142".into()),
+                key: '1',
+            })
+        );
+        let mut key = |p: proto::DataPacket| match receiver.receive(&p.encode_to_vec()) {
+            Some(RoomEvent::DtmfReceived { key, .. }) => Some(key),
+            _ => None,
+        };
+        assert_eq!(key(packet(11, "")), Some('#'));
+        assert_eq!(key(packet(10, "*")), Some('*'));
+        assert_eq!(key(packet(99, "")), None);
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub enum RoomEvent {
         /// The payload.
         payload: Vec<u8>,
     },
+    /// A phone caller pressed a key: LiveKit SIP sends RFC 4733 DTMF from the caller as a
+    /// `SipDTMF` data packet.
+    DtmfReceived {
+        /// Who pressed it (the SIP participant), when the server says.
+        identity: Option<String>,
+        /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
+        key: char,
+    },
     /// A complete text stream arrived (e.g. `lk.chat`, `lk.transcription` of another agent).
     TextReceived {
         /// Who sent it.

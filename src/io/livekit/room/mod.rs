@@ -100,6 +100,7 @@ pub struct Room {
     engine: Arc<Engine>,
     commands: mpsc::UnboundedSender<Command>,
     joined_in: Duration,
+    name: String,
 }
 
 impl std::fmt::Debug for Room {
@@ -147,6 +148,11 @@ impl Room {
             engine,
             commands: commands_tx,
             joined_in: Duration::ZERO,
+            name: join
+                .room
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
         };
 
         // The publisher connects now (not at the first publication) so data can flow at once.
@@ -172,6 +178,11 @@ impl Room {
             "joined room"
         );
         Ok((room, RoomEvents::new(events_rx)))
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The local participant's identity.
