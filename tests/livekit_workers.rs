@@ -15,13 +15,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bella_vista::io::wav::write_wav;
 use bella_vista::voice::audio::AudioFrame;
 use common::livekit::{Caller, CallerPlan, LiveKit};
 use common::openai_server::{Endpoint, FakeOpenAi, Response, text_chunks};
+use common::worker::{Worker, field, test_dir, wait_until, worker_command, write_config};
 use serde_json::Value;
 
 /// What the (fake) model answers to every request: the greeting.
@@ -36,225 +37,52 @@ const CALL_SECONDS: f32 = 10.0;
 /// after the caller connected); one cut at SIGTERM (about 2 s in) would last about 3 s.
 const WHOLE_CALL_SECONDS: f64 = 5.5;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// A worker with this test's settings.
+fn start_worker(name: &str, dir: &Path, server: &LiveKit, openai: &str) -> Worker {
+    Worker::start(name, dir, &config(dir), &server.url(), openai)
 }
 
-/// A fresh directory for one test's files (configs, logs, databases), kept afterwards.
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("livekit_workers")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    dir
+/// The config with `max_jobs = MAX_JOBS` and `drain_timeout_ms = DRAIN_TIMEOUT`.
+fn config(dir: &Path) -> PathBuf {
+    write_config(
+        dir,
+        &[
+            ("max_jobs = 16", format!("max_jobs = {MAX_JOBS}")),
+            (
+                "drain_timeout_ms = 300000",
+                format!("drain_timeout_ms = {}", DRAIN_TIMEOUT.as_millis()),
+            ),
+        ],
+    )
 }
 
-/// A copy of `config/default.toml` with `max_jobs`, `drain_timeout_ms` and absolute paths
-/// to the menu and prompts (the worker may run from any directory).
-fn write_config(dir: &Path, max_jobs: usize, drain_timeout: Duration) -> PathBuf {
-    let default = std::fs::read_to_string(repo().join("config/default.toml")).expect("default");
-    let replacements = [
-        ("max_jobs = 16", format!("max_jobs = {max_jobs}")),
-        (
-            "drain_timeout_ms = 300000",
-            format!("drain_timeout_ms = {}", drain_timeout.as_millis()),
-        ),
-        (
-            "menu = \"config/menu.toml\"",
-            format!("menu = {:?}", repo().join("config/menu.toml")),
-        ),
-        (
-            "prompts = \"prompts\"",
-            format!("prompts = {:?}", repo().join("prompts")),
-        ),
-    ];
-    let mut text = default;
-    for (from, to) in replacements {
-        assert!(
-            text.contains(from),
-            "config/default.toml no longer has `{from}`"
-        );
-        text = text.replace(from, &to);
-    }
-    let path = dir.join("worker.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+/// Rooms of the jobs `worker` started (from its "job started" lines).
+fn rooms_of(worker: &Worker) -> BTreeSet<String> {
+    worker
+        .lines_with("job started")
+        .iter()
+        .filter_map(|l| field(l, "room").map(str::to_owned))
+        .collect()
 }
 
-/// `text` without ANSI escape sequences (in case the log is coloured).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ ... final byte in @..~
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
+/// Job ids `worker` reported ended (`job finished` or `job failed`).
+fn jobs_ended(worker: &Worker) -> usize {
+    let mut lines = worker.lines_with("job finished");
+    lines.extend(worker.lines_with("job failed"));
+    lines
+        .iter()
+        .filter_map(|l| field(l, "job_id").map(str::to_owned))
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
-/// The value of `key=` in a log line, without quotes.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {key}="))? + key.len() + 2;
-    let rest = &line[start..];
-    let value = rest.split_whitespace().next()?;
-    Some(value.trim_matches('"'))
-}
-
-/// A `bella-vista start` process with its log in a file; killed when dropped.
-struct Worker {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    exited: Option<ExitStatus>,
-}
-
-impl Worker {
-    fn start(name: &'static str, dir: &Path, server: &LiveKit, openai: &str) -> Self {
-        let config = write_config(dir, MAX_JOBS, DRAIN_TIMEOUT);
-        let log = dir.join(format!("worker-{name}.log"));
-        let child = worker_command(&config, &dir.join(format!("orders-{name}.db")))
-            .env("LIVEKIT_URL", server.url())
-            .env("LIVEKIT_API_KEY", "devkey")
-            .env("LIVEKIT_API_SECRET", "secret")
-            .env("OPENAI_BASE_URL", openai)
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).expect("worker log"))
-            .spawn()
-            .expect("start bella-vista");
-        Worker {
-            name,
-            child,
-            log,
-            exited: None,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Rooms of the jobs this worker started (from its "job started" lines).
-    fn rooms(&self) -> BTreeSet<String> {
-        self.lines_with("job started")
-            .iter()
-            .filter_map(|l| field(l, "room").map(str::to_owned))
-            .collect()
-    }
-
-    /// Job ids this worker reported ended (`job finished` or `job failed`).
-    fn jobs_ended(&self) -> usize {
-        let mut lines = self.lines_with("job finished");
-        lines.extend(self.lines_with("job failed"));
-        lines
-            .iter()
-            .filter_map(|l| field(l, "job_id").map(str::to_owned))
-            .collect::<BTreeSet<_>>()
-            .len()
-    }
-
-    /// The length of each call that ended, in seconds (the voice call's `call ended`).
-    fn calls_ended(&self) -> Vec<f64> {
-        self.lines_with(": call ended ")
-            .iter()
-            .filter_map(|l| field(l, "duration_s")?.parse().ok())
-            .collect()
-    }
-
-    fn registered(&self) -> bool {
-        !self.lines_with("worker registered").is_empty()
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    fn exit_status(&mut self) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait().expect("try_wait");
-        }
-        self.exited
-    }
-
-    /// The end of the log, for failure messages.
-    fn tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!(
-            "--- worker {} ({}) ---\n{}",
-            self.name,
-            self.log.display(),
-            lines[from..].join("\n")
-        )
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if self.exit_status().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `bella-vista --config CONFIG --orders-db DB start`, with a clean environment for the
-/// settings the test controls.
-fn worker_command(config: &Path, db: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bella-vista"));
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("--orders-db")
-        .arg(db)
-        .arg("start")
-        .current_dir(repo())
-        .env("NO_COLOR", "1")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("BELLA_VISTA_CONFIG")
-        .env_remove("BELLA_VISTA_MODEL")
-        .env_remove("BELLA_VISTA_ORDERS_DB")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    command
-}
-
-/// Polls `done` every 100 ms until it holds or `limit` passes; whether it held.
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The length of each call that ended, in seconds (the voice call's `call ended`).
+fn calls_ended(worker: &Worker) -> Vec<f64> {
+    worker
+        .lines_with(": call ended ")
+        .iter()
+        .filter_map(|l| field(l, "duration_s")?.parse().ok())
+        .collect()
 }
 
 /// Half a second of digital silence: the callers publish a microphone and say nothing.
@@ -329,7 +157,7 @@ fn assert_greeted(room: &str, heard: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_calls_and_one_drains_on_sigterm() {
-    let dir = test_dir("two_workers");
+    let dir = test_dir("livekit_workers", "two_workers");
     let server = LiveKit::start();
     let fake = FakeOpenAi::start().await;
     for _ in 0..64 {
@@ -338,8 +166,8 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
             Response::Stream(text_chunks(&[GREETING])),
         );
     }
-    let mut a = Worker::start("a", &dir, &server, &fake.base_url());
-    let mut b = Worker::start("b", &dir, &server, &fake.base_url());
+    let mut a = start_worker("a", &dir, &server, &fake.base_url());
+    let mut b = start_worker("b", &dir, &server, &fake.base_url());
     let registered = wait_until(Duration::from_secs(30), || a.registered() && b.registered()).await;
     assert!(
         registered,
@@ -358,10 +186,10 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let spread = wait_until(Duration::from_secs(30), || {
-        a.rooms().len() + b.rooms().len() >= rooms.len()
+        rooms_of(&a).len() + rooms_of(&b).len() >= rooms.len()
     })
     .await;
-    let (rooms_a, rooms_b) = (a.rooms(), b.rooms());
+    let (rooms_a, rooms_b) = (rooms_of(&a), rooms_of(&b));
     eprintln!(
         "jobs started {:.1} s after the first caller: a {rooms_a:?}, b {rooms_b:?}",
         started.elapsed().as_secs_f64()
@@ -451,11 +279,11 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
     assert!(log_a.contains("worker stopped"), "{}", a.tail());
     assert!(!log_a.contains("drain timeout"), "{}", a.tail());
     assert!(!log_a.contains("aborting them"), "{}", a.tail());
-    assert_eq!(a.jobs_ended(), MAX_JOBS, "{}", a.tail());
+    assert_eq!(jobs_ended(&a), MAX_JOBS, "{}", a.tail());
     // The drain waited for the calls: both of A's calls ran whole (the callers stayed
     // CALL_SECONDS after connecting; the agent joined about a second later) and ended
     // after SIGTERM, in the log's order.
-    let calls = a.calls_ended();
+    let calls = calls_ended(&a);
     assert_eq!(calls.len(), MAX_JOBS, "{}", a.tail());
     for seconds in &calls {
         assert!(
@@ -480,22 +308,26 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
     assert!(failed.is_empty(), "worker a: {failed:#?}\n{}", a.tail());
 
     // B is free again once its callers left; a new dispatch goes to B.
-    let b_free = wait_until(Duration::from_secs(20), || b.jobs_ended() >= MAX_JOBS).await;
+    let b_free = wait_until(Duration::from_secs(20), || jobs_ended(&b) >= MAX_JOBS).await;
     assert!(b_free, "worker b's calls did not finish\n{}", b.tail());
     let caller = start_caller(&server, "r5", &wav, 6.0);
     let json = caller.finish(Duration::from_secs(60)).await;
     assert_greeted("r5", &json);
-    assert!(b.rooms().contains("r5"), "r5 not served by b\n{}", b.tail());
-    assert!(!a.rooms().contains("r5"));
+    assert!(
+        rooms_of(&b).contains("r5"),
+        "r5 not served by b\n{}",
+        b.tail()
+    );
+    assert!(!rooms_of(&a).contains("r5"));
     assert!(b.exit_status().is_none(), "worker b ended\n{}", b.tail());
     eprintln!("r5 served by worker b; logs in {}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_ends_start_with_one_line() {
-    let dir = test_dir("wrong_secret");
+    let dir = test_dir("livekit_workers", "wrong_secret");
     let server = LiveKit::start();
-    let config = write_config(&dir, MAX_JOBS, DRAIN_TIMEOUT);
+    let config = config(&dir);
     let mut command =
         tokio::process::Command::from(worker_command(&config, &dir.join("orders.db")));
     command

@@ -3,7 +3,11 @@
 SipService, Twirp), replacing any earlier ones of the same name, and prints them as JSON.
 
   provision.py --url http://127.0.0.1:7980 [--number +15550100] [--agent-name bella-vista]
-               [--room-prefix call-] [--json-out provision.json]
+               [--room-prefix call-] [--trunk-name bella-vista-test-trunk]
+               [--rule-name bella-vista-test-rule] [--json-out provision.json]
+
+Only trunks and rules with the given names are replaced, so several can coexist on one
+server (e.g. one --trunk-name/--rule-name pair per test, each with its own --number).
 
 Trunk: numbers [--number]; no auth, no allowed_addresses (anyone on loopback may call).
 Rule: an individual room per caller (room "<prefix>_<caller number>_<random>"), with
@@ -31,18 +35,18 @@ async def main(a: argparse.Namespace) -> int:
         # Idempotent: drop what an earlier run left (redis keeps it across server restarts
         # only if redis persists; start.sh runs it without persistence).
         for t in (await sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())).items:
-            if t.name == TRUNK_NAME:
+            if t.name == a.trunk_name:
                 await sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=t.sip_trunk_id))
         for r in (await sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())).items:
-            if r.name == RULE_NAME:
+            if r.name == a.rule_name:
                 await sip.delete_dispatch_rule(
                     api.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=r.sip_dispatch_rule_id))
 
         trunk = await sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(
-            trunk=api.SIPInboundTrunkInfo(name=TRUNK_NAME, numbers=[a.number])))
+            trunk=api.SIPInboundTrunkInfo(name=a.trunk_name, numbers=[a.number])))
         rule = await sip.create_dispatch_rule(api.CreateSIPDispatchRuleRequest(
             dispatch_rule=api.SIPDispatchRuleInfo(
-                name=RULE_NAME,
+                name=a.rule_name,
                 trunk_ids=[trunk.sip_trunk_id],
                 rule=api.SIPDispatchRule(
                     dispatch_rule_individual=api.SIPDispatchRuleIndividual(room_prefix=a.room_prefix)),
@@ -68,6 +72,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--number", default="+15550100")
     p.add_argument("--agent-name", default="bella-vista")
     p.add_argument("--room-prefix", default="call-")
+    p.add_argument("--trunk-name", default=TRUNK_NAME, help="inbound trunk to (re)create")
+    p.add_argument("--rule-name", default=RULE_NAME, help="dispatch rule to (re)create")
     p.add_argument("--json-out")
     return p.parse_args()
 

@@ -8,8 +8,9 @@
 #      127.0.0.1 in SDP/Contact (nat_1_to_1_ip), no external IP discovery.
 #   scripts/sip/start.sh [STATE_DIR]           (default STATE_DIR: ./target/sip)
 # Env: LIVEKIT_PORT (default 7980; UDP ICE mux LIVEKIT_PORT+2), REDIS_PORT (6390),
-#      SIP_PORT (5070), RTP_PORTS (20000-20099), SIP_LOG_LEVEL (info), LIVEKIT_SIP_BIN,
-#      LIVEKIT_SERVER_BIN (defaults: what scripts/sip/install.sh cached).
+#      SIP_PORT (5070), RTP_PORTS (20000-20099), SIP_LOG_LEVEL (info), LIVEKIT_SIP_BIN
+#      (default: REPO/../shared/tools/livekit-sip, else what scripts/sip/install.sh cached),
+#      LIVEKIT_SERVER_BIN (default: what scripts/livekit/install.sh cached).
 # Prints LIVEKIT_URL=..., SIP_ADDR=127.0.0.1:PORT, REDIS_ADDR=... . Stop with stop.sh.
 set -euo pipefail
 
@@ -28,7 +29,10 @@ find_tool() {  # find_tool NAME: the cached binary, or nothing
   for t in "${tools_dirs[@]}"; do [ -x "$t/bin/$1" ] && { echo "$t/bin/$1"; return; }; done
 }
 lk_bin=${LIVEKIT_SERVER_BIN:-$(find_tool livekit-server)}
-sip_bin=${LIVEKIT_SIP_BIN:-$(find_tool livekit-sip)}
+shared_sip=$(dirname "$repo")/shared/tools/livekit-sip
+if [ -n "${LIVEKIT_SIP_BIN:-}" ]; then sip_bin=$LIVEKIT_SIP_BIN
+elif [ -x "$shared_sip" ]; then sip_bin=$shared_sip
+else sip_bin=$(find_tool livekit-sip); fi
 [ -n "$lk_bin" ] && [ -x "$lk_bin" ] || { echo "livekit-server not found: run scripts/sip/install.sh" >&2; exit 1; }
 [ -n "$sip_bin" ] && [ -x "$sip_bin" ] || { echo "livekit-sip not found: run scripts/sip/install.sh or set LIVEKIT_SIP_BIN" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server not found: run scripts/sip/install.sh" >&2; exit 1; }

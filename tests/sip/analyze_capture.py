@@ -5,7 +5,13 @@
     seconds, the PCMU decoded to 16-bit and its RMS overall and over its loudest second,
     the time from the 200 OK to the first packet and to the first loud packet;
   - the RTP from sipp (what the caller sent): packets per payload type;
-  - timings: INVITE -> first 180, INVITE -> 200 OK, 200 OK -> BYE.
+  - timings: INVITE -> first 180, INVITE -> 200 OK, 200 OK -> BYE;
+  - the agent's audio to the caller, in 20 ms frames that are "loud" when their RMS > 500:
+    answer_to_first_audio_s (200 OK for the INVITE -> first loud frame), last_audio_to_bye_s
+    (last loud frame -> livekit-sip's BYE; null without one), loud_spans ([start, end] s from
+    the 200 OK of contiguous loud audio, gaps < 300 ms merged), and caller_loud_spans, the same
+    for what the caller sent (its speech);
+  - bye_from_caller (sipp sent a BYE), refers (the Refer-To of each REFER from livekit-sip).
 
   analyze_capture.py CAP.pcap --sip-port 5070 --media-port 6000 [--wav-out heard.wav]
 """
@@ -21,6 +27,9 @@ import wave
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 import audioop  # noqa: E402 - Python 3.11
+
+LOUD = 500  # RMS of a 20 ms frame (16-bit) above which the agent's audio counts as speech
+SPAN_GAP = 0.3  # loud frames closer than this (seconds) belong to one span
 
 
 def packets(path: str):
@@ -63,6 +72,10 @@ def main() -> None:
         if a.sip_port in (sp, dp):
             lines = payload.decode(errors="replace").split("\r\n")
             m = {"t": t, "dir": "to-sip" if dp == a.sip_port else "from-sip", "line": lines[0]}
+            for h in lines[1:]:
+                name, _, value = h.partition(":")
+                if name.strip().lower() in ("cseq", "call-id", "i"):
+                    m["cseq" if name.strip().lower() == "cseq" else "call_id"] = value.strip()
             refer_to = [h.split(":", 1)[1].strip() for h in lines if h.lower().startswith("refer-to:")]
             if refer_to:
                 m["refer_to"] = refer_to[0]
@@ -77,8 +90,10 @@ def main() -> None:
 
     t_invite = first(lambda m: m["line"].startswith("INVITE"))
     t_180 = first(lambda m: m["line"].startswith("SIP/2.0 180"))
-    t_200 = first(lambda m: m["line"].startswith("SIP/2.0 200") and m["dir"] == "from-sip")
+    t_200 = first(lambda m: m["line"].startswith("SIP/2.0 200") and m["dir"] == "from-sip"
+                  and m.get("cseq", "INVITE").endswith("INVITE"))
     t_bye = first(lambda m: m["line"].startswith("BYE"))
+    t_bye_sip = first(lambda m: m["line"].startswith("BYE") and m["dir"] == "from-sip")
     t_refer = first(lambda m: m["line"].startswith("REFER"))
 
     def by_pt(pkts):
@@ -87,19 +102,39 @@ def main() -> None:
             out[str(pl[1] & 0x7F)] = out.get(str(pl[1] & 0x7F), 0) + 1
         return out
 
+    def pcmu(pkts):
+        """(arrival, 16-bit PCM) of each PCMU packet."""
+        for t, _, pl in pkts:
+            if pl[1] & 0x7F == 0:
+                cc = pl[0] & 15
+                yield t, audioop.ulaw2lin(pl[12 + 4 * cc :], 2)
+
+    def loud(pkts):
+        """Start times of the loud 20 ms frames, and their [start, end] spans."""
+        frames = []
+        for t, lin in pcmu(pkts):
+            for k in range(0, len(lin), 2 * 160):  # 20 ms frames (one per packet)
+                if audioop.rms(lin[k : k + 320], 2) > LOUD:
+                    frames.append(t + k / 16000)
+        spans: list[list[float]] = []
+        for ft in frames:
+            if spans and ft - spans[-1][1] < SPAN_GAP:
+                spans[-1][1] = ft + 0.02
+            else:
+                spans.append([ft, ft + 0.02])
+        return frames, spans
+
     pcm = b""
     first_rtp = first_loud = None
     loud_rms = 0.0
-    for t, _, pl in to_caller:
-        if pl[1] & 0x7F != 0:
-            continue
-        cc = pl[0] & 15
-        body = pl[12 + 4 * cc :]
-        lin = audioop.ulaw2lin(body, 2)
+    for t, lin in pcmu(to_caller):
         pcm += lin
         first_rtp = first_rtp or t
-        if first_loud is None and audioop.rms(lin, 2) > 500:
+        if first_loud is None and audioop.rms(lin, 2) > LOUD:
             first_loud = t
+    loud_frames, spans = loud(to_caller)
+    last_loud = loud_frames[-1] if loud_frames else None
+    _, caller_spans = loud(from_caller)
     rms = audioop.rms(pcm, 2) if pcm else 0
     for i in range(0, max(0, len(pcm) - 16000 + 1), 1600):  # loudest 1 s window (8 kHz, 16-bit)
         loud_rms = max(loud_rms, audioop.rms(pcm[i : i + 16000], 2))
@@ -111,6 +146,14 @@ def main() -> None:
     def rel(x, base):
         return None if x is None or base is None else round(x - base, 3)
 
+    refers, seen = [], set()
+    for m in sip:  # one per REFER transaction (retransmissions share Call-ID and CSeq)
+        if m["line"].startswith("REFER") and m["dir"] == "from-sip" and "refer_to" in m:
+            key = (m.get("call_id"), m.get("cseq"))
+            if key not in seen:
+                seen.add(key)
+                refers.append(m["refer_to"])
+
     out = {
         "sip": [{**m, "t": rel(m["t"], t_invite)} for m in sip],
         "invite_to_180_s": rel(t_180, t_invite),
@@ -120,6 +163,13 @@ def main() -> None:
         "bye_from_sip": any(m["line"].startswith("BYE") and m["dir"] == "from-sip" for m in sip),
         "refer_to": next((m["refer_to"] for m in sip if "refer_to" in m), None),
         "refer_from_sip": any(m["line"].startswith("REFER") and m["dir"] == "from-sip" for m in sip),
+        "refers": refers,
+        "bye_from_caller": any(m["line"].startswith("BYE") and m["dir"] == "to-sip" for m in sip),
+        "answer_to_first_audio_s": rel(loud_frames[0] if loud_frames else None, t_200),
+        "last_audio_to_bye_s": rel(t_bye_sip, last_loud),
+        "loud_spans": [[rel(b, t_200), rel(e, t_200)] for b, e in spans] if t_200 is not None else [],
+        "caller_loud_spans": [[rel(b, t_200), rel(e, t_200)] for b, e in caller_spans]
+        if t_200 is not None else [],
         "to_caller": {"packets": len(to_caller), "by_payload_type": by_pt(to_caller),
                       "src_ports": sorted({sp for _, sp, _ in to_caller}),
                       "pcmu_seconds": round(len(pcm) / 16000, 2), "rms": rms, "loudest_1s_rms": round(loud_rms),

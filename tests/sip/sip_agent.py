@@ -9,7 +9,8 @@ replaced by one that looks at the phone caller:
   - records DTMF: the `sip_dtmf_received` event (DataPacket.sip_dtmf: code, digit) and any
     other data packet (`data_received`: topic, kind);
   - publishes --wav as the agent's voice (what sipp should get back as PCMU);
-  - ends the call once the digits in --end-after-dtmf arrived (or --end-after seconds passed):
+  - ends the call once the digits in --end-after-dtmf arrived (or --end-after seconds passed;
+    if the caller hangs up first, the SIP participant leaves and nothing more is done):
     --end-mode remove (RoomService.RemoveParticipant of the SIP caller) or delete
     (RoomService.DeleteRoom), so livekit-sip sends BYE to the caller;
     or --end-mode transfer --transfer-to tel:+15550199 (SipService.TransferSIPParticipant:
@@ -57,6 +58,7 @@ async def run_job(url: str, token: str, wav: str | None, hold: float) -> None:
     done = asyncio.Event()
     digits: list[str] = []
     listeners: list[asyncio.Task] = []
+    caller_left = False
 
     async def listen(track: rtc.Track, identity: str) -> None:
         st = OBS["audio"].setdefault(identity, {"samples": 0, "sumsq": 0.0, "speech_frames": 0,
@@ -108,7 +110,14 @@ async def run_job(url: str, token: str, wav: str | None, hold: float) -> None:
     room.on("participant_attributes_changed", on_attrs)
     room.on("sip_dtmf_received", on_dtmf)
     room.on("data_received", on_data)
-    room.on("participant_disconnected", lambda p: event("participant_disconnected", identity=p.identity))
+    def on_disconnected(p: rtc.RemoteParticipant) -> None:
+        nonlocal caller_left
+        event("participant_disconnected", identity=p.identity, kind=int(p.kind))
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+            caller_left = True
+            done.set()
+
+    room.on("participant_disconnected", on_disconnected)
 
     await room.connect(url, token)
     OBS["room"] = room.name
@@ -141,15 +150,18 @@ async def run_job(url: str, token: str, wav: str | None, hold: float) -> None:
 
     try:
         await asyncio.wait_for(done.wait(), timeout=OPTS.end_after)
-        event("end_condition", reason=f"dtmf {OPTS.end_after_dtmf}")
+        event("end_condition", reason="caller left" if caller_left else f"dtmf {OPTS.end_after_dtmf}")
     except asyncio.TimeoutError:
         event("end_condition", reason=f"timeout {OPTS.end_after}s")
-    await asyncio.sleep(hold)
+    if not caller_left:
+        await asyncio.sleep(hold)
 
     sip_callers = [p for p in room.remote_participants.values() if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP]
     http_url = url.replace("ws://", "http://").replace("wss://", "https://")
     async with api.LiveKitAPI(http_url, OPTS.api_key, OPTS.api_secret) as lk:
-        if OPTS.end_mode == "delete":
+        if caller_left and not sip_callers:
+            event("ending", how="nothing: the caller hung up")
+        elif OPTS.end_mode == "delete":
             event("ending", how="DeleteRoom", room=room.name)
             await lk.room.delete_room(api.DeleteRoomRequest(room=room.name))
         elif OPTS.end_mode == "transfer":
@@ -161,7 +173,9 @@ async def run_job(url: str, token: str, wav: str | None, hold: float) -> None:
                         transfer_to=OPTS.transfer_to, play_dialtone=False))
                     event("transfer_returned")
                 except Exception as e:  # noqa: BLE001 - report whatever the API says
-                    event("transfer_error", error=repr(e))
+                    event("transfer_error", error=repr(e), code=getattr(e, "code", None),
+                          message=getattr(e, "message", None), http_status=getattr(e, "status", None),
+                          metadata=dict(getattr(e, "metadata", None) or {}))
         else:
             for p in sip_callers:
                 event("ending", how="RemoveParticipant", identity=p.identity)
