@@ -191,6 +191,18 @@ async fn a_dispatched_call_takes_an_order_over_webrtc() {
         texts.iter().any(|t| t.contains("order number is 1")),
         "{texts:?}"
     );
+    // each side's words come from that side, as LiveKit frontends show them
+    for transcription in heard["transcriptions"].as_array().unwrap() {
+        let from_caller = LINES
+            .iter()
+            .any(|l| transcription["text"].as_str() == Some(format!("{l}.").as_str()));
+        let sender = transcription["identity"].as_str().unwrap_or_default();
+        assert_eq!(
+            sender == "caller",
+            from_caller,
+            "{transcription}: the caller's words must come from the caller, the agent's from the agent"
+        );
+    }
 
     // the agent's state
     let states = state_values(&heard);

@@ -212,10 +212,11 @@ impl RoomBridge {
         match event {
             CallEvent::StateChanged(state) => set_state(&self.room, state).await,
             CallEvent::UserTranscript(text) => {
-                send_transcription(&self.room, &text, &self.caller_track).await;
+                let caller = self.caller_identity.as_deref();
+                send_transcription(&self.room, &text, &self.caller_track, caller).await;
             }
             CallEvent::AgentTranscript(text) => {
-                send_transcription(&self.room, &text, &self.agent_track).await;
+                send_transcription(&self.room, &text, &self.agent_track, None).await;
             }
             CallEvent::TransferRequested { to } => self.transfer(to),
         }
@@ -311,7 +312,10 @@ impl RoomBridge {
     }
 }
 
-async fn send_transcription(room: &Room, text: &str, track: &str) {
+/// Sends one final transcription on `lk.transcription`, as LiveKit frontends expect it: the
+/// sender is the participant who spoke (`speaker`; the agent itself when `None`) and
+/// `lk.transcribed_track_id` names their track.
+async fn send_transcription(room: &Room, text: &str, track: &str, speaker: Option<&str>) {
     static SEGMENT: AtomicU64 = AtomicU64::new(0);
     let segment = SEGMENT.fetch_add(1, Ordering::Relaxed);
     let attributes = HashMap::from([
@@ -320,7 +324,7 @@ async fn send_transcription(room: &Room, text: &str, track: &str) {
         ("lk.transcribed_track_id".to_string(), track.to_string()),
     ]);
     if let Err(error) = room
-        .send_text_stream(TRANSCRIPTION_TOPIC, text, attributes)
+        .send_text_stream_for(TRANSCRIPTION_TOPIC, text, attributes, speaker)
         .await
     {
         tracing::warn!(%error, "could not send a transcription");

@@ -38,12 +38,16 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The reliable-channel packets of a whole text stream: header, chunks, trailer.
+/// The reliable-channel packets of a whole text stream: header, chunks, trailer. With a
+/// `sender`, the packets name that participant as theirs (LiveKit's convention for a
+/// transcription of another participant's speech: an agent may send it on their behalf,
+/// and the server keeps the header's identity).
 pub(super) fn text_stream_packets(
     stream_id: &str,
     topic: &str,
     text: &str,
     attributes: HashMap<String, String>,
+    sender: Option<&str>,
 ) -> Vec<proto::DataPacket> {
     let header = data_stream::Header {
         stream_id: stream_id.to_owned(),
@@ -74,6 +78,11 @@ pub(super) fn text_stream_packets(
             ..Default::default()
         },
     )));
+    if let Some(sender) = sender {
+        for packet in &mut packets {
+            packet.participant_identity = sender.to_owned();
+        }
+    }
     packets
 }
 
@@ -238,7 +247,7 @@ mod tests {
     #[test]
     fn a_text_stream_is_header_chunks_trailer() {
         let attrs = HashMap::from([("lk.transcription_final".to_owned(), "true".to_owned())]);
-        let packets = text_stream_packets("s1", "lk.transcription", "Hello.", attrs.clone());
+        let packets = text_stream_packets("s1", "lk.transcription", "Hello.", attrs.clone(), None);
         assert_eq!(packets.len(), 3);
         assert!(matches!(
             packets[0].value,
@@ -258,9 +267,21 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_sent_on_behalf_of_another_participant_names_them() {
+        let packets = text_stream_packets(
+            "s3",
+            "lk.transcription",
+            "Hi.",
+            HashMap::new(),
+            Some("caller"),
+        );
+        assert!(packets.iter().all(|p| p.participant_identity == "caller"));
+    }
+
+    #[test]
     fn long_text_is_chunked_on_character_boundaries() {
         let text = "é".repeat(CHUNK_BYTES);
-        let packets = text_stream_packets("s2", "t", &text, HashMap::new());
+        let packets = text_stream_packets("s2", "t", &text, HashMap::new(), None);
         assert_eq!(packets.len(), 2 + 2);
         match &roundtrip(packets)[..] {
             [RoomEvent::TextReceived { text: got, .. }] => assert_eq!(*got, text),

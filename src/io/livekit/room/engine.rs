@@ -250,7 +250,9 @@ impl Engine {
         }
     }
 
-    /// Sends data packets, in order, on the reliable channel (waiting for it to open).
+    /// Sends data packets, in order, on the reliable channel (waiting for it to open). A
+    /// packet without a sender identity is sent as the local participant's; one that names
+    /// another participant (a transcription sent on their behalf) keeps it.
     pub(super) async fn send_reliable(
         &self,
         packets: Vec<proto::DataPacket>,
@@ -271,7 +273,9 @@ impl Engine {
             }
         }
         for mut packet in packets {
-            packet.participant_identity = self.local.identity.clone();
+            if packet.participant_identity.is_empty() {
+                packet.participant_identity = self.local.identity.clone();
+            }
             packet.participant_sid = self.local.sid.clone();
             packet.sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
             let bytes = packet.encode_to_vec();

@@ -278,11 +278,26 @@ impl Room {
         text: &str,
         attributes: HashMap<String, String>,
     ) -> Result<String, RoomError> {
+        self.send_text_stream_for(topic, text, attributes, None)
+            .await
+    }
+
+    /// Like [`send_text_stream`](Room::send_text_stream), sent on behalf of the participant
+    /// `sender` when given: LiveKit's convention for the transcription of a participant's
+    /// speech is a stream whose sender is that participant (livekit-server lets an agent
+    /// name another sender on a text stream and marks it generated).
+    pub async fn send_text_stream_for(
+        &self,
+        topic: &str,
+        text: &str,
+        attributes: HashMap<String, String>,
+        sender: Option<&str>,
+    ) -> Result<String, RoomError> {
         if self.engine.is_closed() {
             return Err(RoomError::Disconnected);
         }
         let stream_id = data::new_stream_id();
-        let packets = data::text_stream_packets(&stream_id, topic, text, attributes);
+        let packets = data::text_stream_packets(&stream_id, topic, text, attributes, sender);
         self.engine.send_reliable(packets).await?;
         Ok(stream_id)
     }
