@@ -41,6 +41,8 @@ mod speech;
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/procfs.rs"]
+mod procfs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -54,6 +56,7 @@ use bella_vista::io::wav::{read_wav, write_wav};
 use bella_vista::voice::audio::AudioFrame;
 use livekit::LiveKit;
 use openai_server::{Endpoint, FakeOpenAi, Response, text_chunks};
+use procfs::{clock_tick, machine_ticks, proc_status_kib, proc_ticks};
 use serde_json::{Value, json};
 use speech::{concat_with_pauses_marked, espeak_to_frame};
 
@@ -99,50 +102,6 @@ fn repo() -> &'static Path {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-// ---- /proc -------------------------------------------------------------------------------
-
-/// utime + stime of a process, in clock ticks (all its threads).
-fn proc_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, utime field 14, stime field 15.
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some(user + system)
-}
-
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The machine's CPU time from `/proc/stat`: (all, idle + iowait), in ticks.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().next() else {
-        return (0, 0);
-    };
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let all = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (all, idle)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, else 100).
-fn clock_tick() -> f64 {
-    machine::command_line("getconf", &["CLK_TCK"])
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Where the JSON report goes: `target/bench-livekit.json` (`bench-livekit-no-dtx.json`

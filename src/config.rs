@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::agent::SessionOptions;
 use crate::bella_vista::order::OrderLimits;
 use crate::bella_vista::prompts::Prompts;
+use crate::bella_vista::reply_guard::OrderFactsGuard;
 use crate::llm::openai::OpenAiSettings;
 use crate::voice::endpointing::EndpointingConfig;
 use crate::voice::pipeline::{InterruptionConfig, PipelineConfig};
@@ -406,6 +407,9 @@ impl Config {
             still_there: prompts.still_there.clone(),
             goodbye: prompts.silence_goodbye.clone(),
             key_press_note: prompts.key_press.clone(),
+            reply_check: Some(std::sync::Arc::new(OrderFactsGuard {
+                fallback: prompts.guard_fallback.clone(),
+            })),
             ..SessionOptions::default()
         }
     }

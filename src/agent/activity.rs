@@ -11,8 +11,9 @@ use tokio::sync::Notify;
 
 use super::context::ToolContext;
 use super::events::{AgentState, SessionEvent, TaskEnd};
+use super::reply_check::{Facts, ReplyCheck, SentenceBuffer, Verdict};
 use super::session::{Inbox, SessionClosed, SessionCore, Wakeup};
-use super::task::{AgentTask, KeyAction, OnEnter};
+use super::task::{AgentTask, KeyAction, OnEnter, StallAction};
 use super::tool::DynTool;
 use crate::llm::{
     ChatContext, ChatItem, ChatRequest, ChatRole, LlmError, RequestPurpose, ToolCall, ToolSpec,
@@ -63,6 +64,7 @@ pub(crate) async fn run<T: Send + 'static>(
             activity.chat_ctx.add_message(ChatRole::Assistant, text);
         }
     }
+    let mut stall = StallWatch::default();
     let outcome = loop {
         if let Some(outcome) = outcome.take() {
             break outcome;
@@ -79,7 +81,14 @@ pub(crate) async fn run<T: Send + 'static>(
             Wakeup::UserTurn(text) => {
                 core.emit(SessionEvent::UserTurnReceived { text: text.clone() });
                 activity.chat_ctx.add_message(ChatRole::User, text);
-                reply(&mut activity, &task, &mut outcome, None).await?;
+                let answered = reply(&mut activity, &task, &mut outcome, None).await?;
+                if let Some(on_stall) = task.stall_action()
+                    && outcome.is_none()
+                    && stall.stalled(&answered, on_stall.after_turns)
+                {
+                    tracing::info!(task = task.name(), "no progress; acting from code");
+                    unstall(&mut activity, &task, &mut outcome, &on_stall.action).await?;
+                }
             }
             Wakeup::KeyPressed(key) => {
                 core.emit(SessionEvent::KeyPressReceived { key });
@@ -133,8 +142,9 @@ async fn reply<T: Send + 'static>(
     task: &AgentTask<T>,
     outcome: &mut Option<Outcome<T>>,
     enter_instructions: Option<&str>,
-) -> Result<(), SessionClosed> {
+) -> Result<ReplySummary, SessionClosed> {
     let core = activity.core;
+    let mut summary = ReplySummary::default();
     core.emit(SessionEvent::AgentStateChanged {
         state: AgentState::Thinking,
     });
@@ -163,7 +173,7 @@ async fn reply<T: Send + 'static>(
             Streamed::Complete(text, calls) => (text, calls),
             Streamed::Failed(partial, error) => {
                 apologize(activity, &partial, &error);
-                return Ok(());
+                return Ok(summary);
             }
             Streamed::Interrupted(heard) => {
                 if !heard.is_empty() {
@@ -172,9 +182,18 @@ async fn reply<T: Send + 'static>(
                         .add_message(ChatRole::Assistant, heard.clone());
                 }
                 core.emit(SessionEvent::ReplyInterrupted { heard });
-                return Ok(());
+                return Ok(summary);
             }
         };
+        let text = match (text.is_empty(), calls.is_empty(), &core.options.reply_check) {
+            // Everything the model said was withheld and it did nothing: say something.
+            (true, true, Some(check)) if summary.text.is_empty() => {
+                check.fallback().unwrap_or_default()
+            }
+            _ => text,
+        };
+        summary.text.clone_from(&text);
+        summary.called_tools |= !calls.is_empty();
         if !text.is_empty() {
             core.emit(SessionEvent::AgentMessage { text: text.clone() });
         }
@@ -182,7 +201,7 @@ async fn reply<T: Send + 'static>(
             if !text.is_empty() {
                 activity.chat_ctx.add_message(ChatRole::Assistant, text);
             }
-            return Ok(());
+            return Ok(summary);
         }
         let mut outputs = Vec::with_capacity(calls.len());
         for call in &calls {
@@ -202,10 +221,46 @@ async fn reply<T: Send + 'static>(
             activity.chat_ctx.push(output);
         }
         if outcome.is_some() {
-            return Ok(());
+            return Ok(summary);
         }
     }
-    Ok(())
+    Ok(summary)
+}
+
+/// What one reply did, for the stall watch.
+#[derive(Debug, Default)]
+struct ReplySummary {
+    /// The text of its last model response (what the caller heard last).
+    text: String,
+    /// Whether any tool ran.
+    called_tools: bool,
+}
+
+/// Notices a task that makes no progress: caller turns answered without any tool, or the
+/// same words said again.
+#[derive(Debug, Default)]
+struct StallWatch {
+    turns_without_tool: usize,
+    last_text: String,
+}
+
+impl StallWatch {
+    /// Records a reply to a caller turn; whether the task is now stalled after `limit`
+    /// turns without a tool (or a repeated reply).
+    fn stalled(&mut self, reply: &ReplySummary, limit: usize) -> bool {
+        if reply.called_tools {
+            *self = StallWatch::default();
+            return false;
+        }
+        self.turns_without_tool += 1;
+        let repeated = !reply.text.is_empty() && reply.text == self.last_text;
+        self.last_text.clone_from(&reply.text);
+        if repeated || self.turns_without_tool >= limit {
+            *self = StallWatch::default();
+            return true;
+        }
+        false
+    }
 }
 
 /// Runs the task's tool `name` with no arguments as if the model had called it (a key the
@@ -231,6 +286,25 @@ async fn call_from_code<T: Send + 'static>(
         arguments: call.arguments,
     });
     activity.chat_ctx.push(output);
+    Ok(())
+}
+
+/// What a stalled task does: say its question again from code, or run a tool.
+async fn unstall<T: Send + 'static>(
+    activity: &mut Activity<'_>,
+    task: &AgentTask<T>,
+    outcome: &mut Option<Outcome<T>>,
+    action: &StallAction,
+) -> Result<(), SessionClosed> {
+    match action {
+        StallAction::Say(text) => say(activity, text.clone()),
+        StallAction::CallTool(name) => {
+            call_from_code(activity, task, outcome, name).await?;
+            if outcome.is_none() {
+                reply(activity, task, outcome, None).await?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -266,6 +340,12 @@ async fn stream_response(
     inbox: &mut Inbox,
     request: ChatRequest,
 ) -> Result<Streamed, SessionClosed> {
+    let checked = core
+        .options
+        .reply_check
+        .clone()
+        .map(|check| (check, request.clone(), SentenceBuffer::default()));
+    let mut checked = checked;
     let mut stream = core.llm.chat(request);
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -275,16 +355,67 @@ async fn stream_response(
             heard = inbox.interruption() => return Ok(Streamed::Interrupted(heard?)),
         };
         match event {
-            None => return Ok(Streamed::Complete(text, calls)),
-            Some(Ok(crate::llm::LlmEvent::TextDelta(delta))) => {
-                core.emit(SessionEvent::TextDelta {
-                    text: delta.clone(),
-                });
-                text.push_str(&delta);
+            None => {
+                if let Some((check, request, buffer)) = &mut checked
+                    && let Some(rest) = buffer.finish()
+                {
+                    say_checked(core, check.as_ref(), request, rest, &mut text);
+                }
+                let said = if checked.is_some() {
+                    text.trim().to_string()
+                } else {
+                    text
+                };
+                return Ok(Streamed::Complete(said, calls));
             }
+            Some(Ok(crate::llm::LlmEvent::TextDelta(delta))) => match &mut checked {
+                None => {
+                    core.emit(SessionEvent::TextDelta {
+                        text: delta.clone(),
+                    });
+                    text.push_str(&delta);
+                }
+                Some((check, request, buffer)) => {
+                    for sentence in buffer.push(&delta) {
+                        say_checked(core, check.as_ref(), request, sentence, &mut text);
+                    }
+                }
+            },
             Some(Ok(crate::llm::LlmEvent::ToolCall(call))) => calls.push(call),
             Some(Err(error)) => return Ok(Streamed::Failed(text, error)),
         }
+    }
+}
+
+/// Streams one checked sentence: as written, replaced, or not at all.
+fn say_checked(
+    core: &SessionCore,
+    check: &dyn ReplyCheck,
+    request: &ChatRequest,
+    sentence: String,
+    text: &mut String,
+) {
+    let verdict = check.check(sentence.trim(), &Facts::of(request));
+    let said = match verdict {
+        Verdict::Keep => Some(sentence),
+        Verdict::Replace(replacement) => {
+            core.emit(SessionEvent::ReplyCorrected {
+                sentence,
+                replacement: Some(replacement.clone()),
+            });
+            Some(format!("{replacement} "))
+        }
+        Verdict::Drop => {
+            core.emit(SessionEvent::ReplyCorrected {
+                sentence,
+                replacement: None,
+            });
+            None
+        }
+    };
+    if let Some(said) = said {
+        core.emit(SessionEvent::TextDelta { text: said.clone() });
+        text.push_str(&said);
     }
 }
 

@@ -113,6 +113,14 @@ pub enum SessionEvent {
         /// What the caller heard of it.
         heard: String,
     },
+    /// The reply check kept a sentence of the model's reply from the caller (it stated
+    /// something no tool produced); `replacement` was said instead, if anything.
+    ReplyCorrected {
+        /// What the model wrote.
+        sentence: String,
+        /// What was said in its place.
+        replacement: Option<String>,
+    },
     /// The model could not produce a reply; the caller got an apology instead.
     ReplyFailed {
         /// Why.

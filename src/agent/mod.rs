@@ -7,7 +7,9 @@
 mod activity;
 mod caller;
 mod context;
+pub mod eval;
 mod events;
+mod reply_check;
 mod session;
 pub mod summary;
 mod task;
@@ -18,10 +20,11 @@ mod tool;
 pub use caller::{CallerInfo, CallerKind};
 pub use context::{TaskError, ToolContext, TransferError};
 pub use events::{AgentState, SessionEvent, TaskEnd};
+pub use reply_check::{Facts, ReplyCheck, Verdict};
 pub use session::{
     AgentSession, SessionClosed, SessionHandle, SessionInput, SessionOptions, SessionSender,
 };
-pub use task::{Agent, AgentTask, KeyAction, OnEnter};
+pub use task::{Agent, AgentTask, KeyAction, OnEnter, OnStall, StallAction};
 pub use task_group::{
     DependsOn, HandleError, RegressTarget, ResultError, TaskCompletedEvent, TaskEntry, TaskGroup,
     TaskGroupError, TaskGroupHandle, TaskResult, TaskResults,

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::activity::{self, Activity};
 use super::events::{AgentState, SessionEvent};
+use super::reply_check::ReplyCheck;
 use super::summary::DEFAULT_SUMMARY_INSTRUCTIONS;
 use super::task::Agent;
 use crate::llm::{ChatContext, Llm};
@@ -67,6 +68,15 @@ pub struct SessionOptions {
     pub key_press_note: String,
     /// Longest wait for the transport to carry out a transfer.
     pub transfer_timeout: Duration,
+    /// Checks each sentence of the model's replies before the caller hears it; `None`:
+    /// replies are said as the model streams them.
+    pub reply_check: Option<Arc<dyn ReplyCheck>>,
+}
+
+impl std::fmt::Debug for dyn ReplyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyCheck")
+    }
 }
 
 impl Default for SessionOptions {
@@ -81,6 +91,7 @@ impl Default for SessionOptions {
                              a key press, not speech.]"
                 .into(),
             transfer_timeout: Duration::from_secs(90),
+            reply_check: None,
         }
     }
 }

@@ -31,6 +31,25 @@ pub enum KeyAction {
     Tell(String),
 }
 
+/// What a task does when it makes no progress: caller turns answered without any tool, or
+/// the same reply twice (see [`AgentTask::on_stall`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StallAction {
+    /// Say this, word for word (the task's question, asked plainly).
+    Say(String),
+    /// Run this tool of the task, with no arguments, as if the model had called it.
+    CallTool(String),
+}
+
+/// When and how a task gets unstuck.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnStall {
+    /// Caller turns without a tool before acting.
+    pub after_turns: usize,
+    /// What to do.
+    pub action: StallAction,
+}
+
 /// A focused agent that collects something and completes with a result of type `T`.
 ///
 /// It has its own instructions and tools; while it runs, its parent's tools are not
@@ -46,6 +65,7 @@ pub struct AgentTask<T> {
     specs: Vec<ToolSpec>,
     on_enter: OnEnter,
     keys: Vec<(char, KeyAction)>,
+    on_stall: Option<OnStall>,
 }
 
 /// An agent that runs until the session ends: a task that never completes.
@@ -61,6 +81,7 @@ impl<T: Send + 'static> AgentTask<T> {
             specs: Vec::new(),
             on_enter: OnEnter::Listen,
             keys: Vec::new(),
+            on_stall: None,
         }
     }
 
@@ -98,6 +119,17 @@ impl<T: Send + 'static> AgentTask<T> {
         self.keys.push((key, action));
         self
     }
+
+    /// What to do when `after_turns` caller turns in a row pass without any tool, or the
+    /// model says the same thing twice: a guard against a model that chats instead of
+    /// acting, and would otherwise keep the caller in this task forever.
+    pub fn on_stall(mut self, after_turns: usize, action: StallAction) -> Self {
+        self.on_stall = Some(OnStall {
+            after_turns: after_turns.max(1),
+            action,
+        });
+        self
+    }
 }
 
 impl<T> AgentTask<T> {
@@ -128,6 +160,11 @@ impl<T> AgentTask<T> {
 
     pub(crate) fn enter_action(&self) -> &OnEnter {
         &self.on_enter
+    }
+
+    /// What the task does when stalled, if anything.
+    pub(crate) fn stall_action(&self) -> Option<OnStall> {
+        self.on_stall.clone()
     }
 
     /// What `key` means in this task, if it was given a meaning.

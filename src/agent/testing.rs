@@ -195,7 +195,8 @@ fn is_significant(event: &SessionEvent) -> bool {
         | SessionEvent::ReplyInterrupted { .. }
         | SessionEvent::ReplyFailed { .. }
         | SessionEvent::HangUpRequested
-        | SessionEvent::TransferRequested { .. } => true,
+        | SessionEvent::TransferRequested { .. }
+        | SessionEvent::ReplyCorrected { .. } => true,
         SessionEvent::AgentStateChanged { .. }
         | SessionEvent::UserTurnReceived { .. }
         | SessionEvent::KeyPressReceived { .. }

@@ -10,7 +10,12 @@ use super::check_menu::check_menu;
 use super::order::OrderItem;
 use super::order_flow::{OrderFlow, describe_item, item_id};
 use super::prompts::fill;
-use crate::agent::{AgentTask, NoArgs, OnEnter, TaskResults, ToolContext, ToolError, tool_fn};
+use crate::agent::{
+    AgentTask, NoArgs, OnEnter, StallAction, TaskResults, ToolContext, ToolError, tool_fn,
+};
+
+/// Caller turns without a tool before a task asks its question again from code.
+pub(crate) const STALL_TURNS: usize = 3;
 
 /// The task's result: the item, or `None` when the caller changed their mind.
 pub type ItemResult = Option<OrderItem>;
@@ -61,7 +66,12 @@ pub fn collect_order_item(
 
     let confirm_flow = flow.clone();
     let cancel_flow = flow.clone();
-    let task = AgentTask::new("CollectOrderItem", instructions).on_enter(OnEnter::Reply(enter));
+    let task = AgentTask::new("CollectOrderItem", instructions)
+        .on_enter(OnEnter::Reply(enter))
+        .on_stall(
+            STALL_TURNS,
+            StallAction::Say(restaurant.prompts.item_stall.clone()),
+        );
     with_call_tools(task, restaurant, flow.caller())
         .with_tool(check_menu(restaurant_arc(&flow)))
         .with_tool(

@@ -6,11 +6,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::call_tools::with_call_tools;
+use super::collect_order_item::STALL_TURNS;
 use super::money::Cents;
 use super::order::{OrderItem, Payment, PaymentMethod};
 use super::order_flow::{OrderFlow, describe_item};
 use super::prompts::fill;
-use crate::agent::{AgentTask, NoArgs, OnEnter, ToolContext, ToolError, tool_fn};
+use crate::agent::{AgentTask, NoArgs, OnEnter, StallAction, ToolContext, ToolError, tool_fn};
 
 /// Arguments of `confirm_payment`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -37,7 +38,12 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
     let max_tip = restaurant.limits.max_tip_percent;
     let limits = restaurant.limits;
     let add_flow = flow.clone();
-    let task = AgentTask::new("CollectPayment", instructions).on_enter(OnEnter::Reply(enter));
+    let task = AgentTask::new("CollectPayment", instructions)
+        .on_enter(OnEnter::Reply(enter))
+        .on_stall(
+            STALL_TURNS,
+            StallAction::Say(restaurant.prompts.payment_stall.clone()),
+        );
     with_call_tools(task, restaurant, flow.caller())
         .with_tool(
             tool_fn(

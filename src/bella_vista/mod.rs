@@ -8,12 +8,14 @@ mod call_tools;
 mod check_menu;
 pub mod collect_order_item;
 pub mod collect_payment;
+pub mod eval;
 pub mod menu;
 pub mod money;
 pub mod order;
 pub mod order_flow;
 pub mod order_taker;
 pub mod prompts;
+pub mod reply_guard;
 pub mod review_order;
 pub mod store;
 

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use super::call_tools::with_call_tools;
 use super::check_menu::check_menu;
+use super::collect_order_item::STALL_TURNS;
 use super::order_flow::{OrderFlow, REVIEW, Restaurant};
 use super::prompts::fill;
 use super::store::StoredOrder;
 use crate::agent::{
-    Agent, CallerInfo, NoArgs, OnEnter, TaskGroupError, TaskResults, Tool, ToolContext, ToolError,
+    Agent, CallerInfo, NoArgs, OnEnter, StallAction, TaskGroupError, TaskResults, Tool,
+    ToolContext, ToolError,
 };
+
+/// The tool that starts an order (also what a stalled conversation falls back to).
+const TAKE_ORDER: &str = "take_order";
 
 /// The Bella Vista agent: greets, answers menu questions, and takes orders.
 pub fn order_taker(restaurant: Arc<Restaurant>) -> Agent {
@@ -27,6 +32,7 @@ pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> 
     );
     let agent = Agent::new("OrderTaker", instructions)
         .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
+        .on_stall(STALL_TURNS, StallAction::CallTool(TAKE_ORDER.into()))
         .with_tool(check_menu(restaurant.clone()));
     with_call_tools(agent, &restaurant, &caller).with_tool(TakeOrder { restaurant, caller })
 }
@@ -42,7 +48,7 @@ impl Tool<Infallible> for TakeOrder {
     type Args = NoArgs;
 
     fn name(&self) -> &str {
-        "take_order"
+        TAKE_ORDER
     }
 
     fn description(&self) -> String {

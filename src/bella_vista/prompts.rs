@@ -53,6 +53,14 @@ pub struct Prompts {
     pub key_press: String,
     /// How key 2 during the read-back is put to the model.
     pub review_key_change: String,
+    /// What an item task asks, from code, when the model makes no progress.
+    pub item_stall: String,
+    /// What the payment task asks, from code, when the model makes no progress.
+    pub payment_stall: String,
+    /// What the read-back asks, from code, when the model makes no progress.
+    pub review_stall: String,
+    /// What is said when every sentence of a reply stated something no tool produced.
+    pub guard_fallback: String,
 }
 
 macro_rules! embedded {
@@ -61,7 +69,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 18] = [
+const EMBEDDED: [(&str, &str); 22] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -80,6 +88,10 @@ const EMBEDDED: [(&str, &str); 18] = [
     embedded!("transfer_failed"),
     embedded!("key_press"),
     embedded!("review_key_change"),
+    embedded!("item_stall"),
+    embedded!("payment_stall"),
+    embedded!("review_stall"),
+    embedded!("guard_fallback"),
 ];
 
 impl Default for Prompts {
@@ -138,6 +150,10 @@ impl Prompts {
             transfer_failed: get("transfer_failed"),
             key_press: get("key_press"),
             review_key_change: get("review_key_change"),
+            item_stall: get("item_stall"),
+            payment_stall: get("payment_stall"),
+            review_stall: get("review_stall"),
+            guard_fallback: get("guard_fallback"),
         }
     }
 }

@@ -4,12 +4,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::call_tools::with_call_tools;
+use super::collect_order_item::STALL_TURNS;
 use super::collect_payment::add_item_tool;
 use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::store::StoredOrder;
-use crate::agent::{AgentTask, KeyAction, NoArgs, OnEnter, Tool, ToolContext, ToolError};
+use crate::agent::{
+    AgentTask, KeyAction, NoArgs, OnEnter, StallAction, Tool, ToolContext, ToolError,
+};
 
 /// The name of the tool that places the order (also what key 1 does on a phone).
 const CONFIRM_ORDER: &str = "confirm_order";
@@ -43,7 +46,11 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
     let task = AgentTask::new("ReviewOrder", instructions)
         .on_enter(OnEnter::Reply(enter))
         .on_key('1', KeyAction::CallTool(CONFIRM_ORDER.into()))
-        .on_key('2', KeyAction::Tell(change));
+        .on_key('2', KeyAction::Tell(change))
+        .on_stall(
+            STALL_TURNS,
+            StallAction::Say(restaurant.prompts.review_stall.clone()),
+        );
     with_call_tools(task, restaurant, flow.caller())
         .with_tool(ConfirmOrder {
             flow: flow.clone(),

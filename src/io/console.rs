@@ -87,6 +87,9 @@ impl<W: Write> ConsoleRenderer<W> {
                 self.quiet(&format!("  (interrupted after: {heard:?})"))
             }
             SessionEvent::KeyPressReceived { key } => self.quiet(&format!("  [key {key}]")),
+            SessionEvent::ReplyCorrected { sentence, .. } => {
+                self.quiet(&format!("  (withheld, no tool said so: {sentence:?})"))
+            }
             SessionEvent::HangUpRequested => self.quiet("[the agent hung up]"),
             SessionEvent::TransferRequested { to } => self.quiet(&format!("[transfer to {to}]")),
             SessionEvent::AgentStateChanged { .. }

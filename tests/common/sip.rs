@@ -213,7 +213,8 @@ pub struct PhoneCall {
     sip_port: u16,
     media_port: u16,
     sipp: Child,
-    tcpdump: Child,
+    /// tcpdump, unless the call is not captured on its own.
+    tcpdump: Option<Child>,
     /// What `make_rtp_pcap.py` said about the caller's audio (segments and their times).
     pub plan: Value,
 }
@@ -283,34 +284,57 @@ fn free_media_port() -> u16 {
 
 impl PhoneCall {
     /// Dials the trunk of `stack` from [`CALLER_NUMBER`], sending `segments` as audio once
-    /// answered, behaving as `script` says. Files go to `dir`.
+    /// answered, behaving as `script` says, and records what the caller hears. Files go to
+    /// `dir`.
     pub fn place(stack: &SipStack, dir: &Path, segments: &[Segment], script: CallerScript) -> Self {
         std::fs::create_dir_all(dir).expect("call dir");
         let plan = make_pcap(dir, segments);
         let media_port = free_media_port();
+        let tcpdump = capture(stack, dir, &format!("port {media_port}"));
+        Self::dial(stack, dir, plan, media_port, script, Some(tcpdump))
+    }
+
+    /// Like [`PhoneCall::place`] with the caller's audio ready in `pcap` (described by
+    /// `plan`), and no capture of its own (the caller records all calls with [`capture`]).
+    pub fn place_uncaptured(
+        stack: &SipStack,
+        dir: &Path,
+        pcap: &Path,
+        plan: &Value,
+        script: CallerScript,
+    ) -> Self {
+        std::fs::create_dir_all(dir).expect("call dir");
+        std::fs::copy(pcap, dir.join("caller.pcap")).expect("copy the caller's pcap");
+        Self::dial(stack, dir, plan.clone(), free_media_port(), script, None)
+    }
+
+    /// The caller's audio for `segments`, made once in `dir` for several calls: the pcap
+    /// and its plan.
+    pub fn prepare_audio(dir: &Path, segments: &[Segment]) -> (PathBuf, Value) {
+        std::fs::create_dir_all(dir).expect("audio dir");
+        let plan = make_pcap(dir, segments);
+        (dir.join("caller.pcap"), plan)
+    }
+
+    /// The caller's RTP port.
+    pub fn media_port(&self) -> u16 {
+        self.media_port
+    }
+
+    /// sipp's process id.
+    pub fn sipp_pid(&self) -> u32 {
+        self.sipp.id()
+    }
+
+    fn dial(
+        stack: &SipStack,
+        dir: &Path,
+        plan: Value,
+        media_port: u16,
+        script: CallerScript,
+        tcpdump: Option<Child>,
+    ) -> Self {
         let sip_port = free_media_port();
-        let tcpdump_log = dir.join("tcpdump.log");
-        let tcpdump = Command::new("tcpdump")
-            // immediate mode: packets reach the file as they come, not in blocks (which
-            // would keep the last ones, such as the BYE, from a capture stopped soon after)
-            .args(["-i", "lo", "-nn", "-U", "--immediate-mode", "-w"])
-            .arg(dir.join("call.pcap"))
-            .arg(format!(
-                "udp and (port {} or port {media_port})",
-                stack.sip_port
-            ))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&tcpdump_log).expect("tcpdump log"))
-            .spawn()
-            .expect("start tcpdump (run as root; scripts/sip/install.sh installs it)");
-        let listening = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&tcpdump_log)
-            .unwrap_or_default()
-            .contains("listening on")
-        {
-            assert!(Instant::now() < listening, "tcpdump did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let seconds = plan["seconds"].as_f64().unwrap_or(0.0);
         let mut sipp = Command::new("sipp");
         sipp.arg(format!("127.0.0.1:{}", stack.sip_port))
@@ -340,7 +364,8 @@ impl PhoneCall {
         }
     }
 
-    /// Waits up to `limit` for sipp to finish, stops the capture and measures it.
+    /// Waits up to `limit` for sipp to finish, stops the capture and measures it (an
+    /// uncaptured call has `Value::Null` as its capture).
     pub async fn finish(mut self, limit: Duration) -> CallOutcome {
         let deadline = Instant::now() + limit;
         let status = loop {
@@ -353,28 +378,20 @@ impl PhoneCall {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        // The last packets (a BYE's 200 OK, retransmissions) before the capture stops.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = Command::new("kill")
-            .args(["-INT", &self.tcpdump.id().to_string()])
-            .status();
-        let _ = self.tcpdump.wait();
-        let out = Command::new("python3")
-            .arg(repo().join("tests/sip/analyze_capture.py"))
-            .arg(self.dir.join("call.pcap"))
-            .args(["--sip-port", &self.sip_port.to_string()])
-            .args(["--media-port", &self.media_port.to_string()])
-            .arg("--wav-out")
-            .arg(self.dir.join("caller_heard.wav"))
-            .output()
-            .expect("run analyze_capture.py");
-        assert!(
-            out.status.success(),
-            "analyze_capture.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let capture: Value = serde_json::from_slice(&out.stdout).expect("capture JSON");
-        std::fs::write(self.dir.join("capture.json"), &out.stdout).expect("write capture");
+        let capture = match self.tcpdump.take() {
+            Some(tcpdump) => {
+                // The last packets (a BYE's 200 OK, retransmissions) before it stops.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                stop_capture(tcpdump);
+                analyze(
+                    &self.dir,
+                    &self.dir.join("call.pcap"),
+                    self.sip_port,
+                    self.media_port,
+                )
+            }
+            None => Value::Null,
+        };
         CallOutcome {
             sipp_exit: status.code().unwrap_or(-1),
             capture,
@@ -385,13 +402,73 @@ impl PhoneCall {
 
 impl Drop for PhoneCall {
     fn drop(&mut self) {
-        for child in [&mut self.sipp, &mut self.tcpdump] {
+        for child in std::iter::once(&mut self.sipp).chain(self.tcpdump.as_mut()) {
             if child.try_wait().ok().flatten().is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
     }
+}
+
+/// Starts tcpdump on `lo` writing `dir/call.pcap`: UDP to and from the stack's SIP port and
+/// what `ports` (a pcap filter such as `port 6000` or `portrange 6000-6100`) selects.
+/// Returns once it listens. Needs root.
+pub fn capture(stack: &SipStack, dir: &Path, ports: &str) -> Child {
+    let log = dir.join("tcpdump.log");
+    let tcpdump = Command::new("tcpdump")
+        // immediate mode: packets reach the file as they come, not in blocks (which would
+        // keep the last ones, such as the BYE, from a capture stopped soon after)
+        .args(["-i", "lo", "-nn", "-U", "--immediate-mode", "-w"])
+        .arg(dir.join("call.pcap"))
+        .arg(format!("udp and (port {} or {ports})", stack.sip_port))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("tcpdump log"))
+        .spawn()
+        .expect("start tcpdump (scripts/sip/install.sh installs it)");
+    let listening = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            Instant::now() < listening,
+            "tcpdump did not start (it needs root): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tcpdump
+}
+
+/// Stops a capture started with [`capture`], letting it write what it has.
+pub fn stop_capture(mut tcpdump: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
+    let _ = tcpdump.wait();
+}
+
+/// `analyze_capture.py`'s measurements of the call whose caller used `media_port`, from
+/// `pcap`; also written to `dir/capture.json` (and what the caller heard to
+/// `dir/caller_heard.wav`).
+pub fn analyze(dir: &Path, pcap: &Path, sip_port: u16, media_port: u16) -> Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/sip/analyze_capture.py"))
+        .arg(pcap)
+        .args(["--sip-port", &sip_port.to_string()])
+        .args(["--media-port", &media_port.to_string()])
+        .arg("--wav-out")
+        .arg(dir.join("caller_heard.wav"))
+        .output()
+        .expect("run analyze_capture.py");
+    assert!(
+        out.status.success(),
+        "analyze_capture.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("capture.json"), &out.stdout).expect("write capture");
+    serde_json::from_slice(&out.stdout).expect("capture JSON")
 }
 
 /// `dir/caller.pcap` from `segments` (espeak-ng speech, silences, keys); returns the

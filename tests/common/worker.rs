@@ -107,6 +107,11 @@ impl Worker {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where the worker `name` started in `dir` stores its orders.
     pub fn orders_db_in(dir: &Path, name: &str) -> PathBuf {
         dir.join(format!("orders-{name}.db"))
