@@ -5,9 +5,10 @@
 # OPENAI_BASE_URL for another OpenAI-compatible server). Orders go to /data/orders.db.
 
 FROM rust:1.95-bookworm AS build
-# cmake builds the bundled libopus; libasound2-dev and pkg-config build cpal (--local).
+# cmake builds the bundled libopus and llama.cpp (the local model; libclang-dev for its
+# bindings); libasound2-dev and pkg-config build cpal (--local).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake libasound2-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake libclang-dev libasound2-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

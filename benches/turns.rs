@@ -529,6 +529,7 @@ impl Bella {
             prompts: Prompts::default(),
             store,
             transfer_to: None,
+            small_model: false,
         };
         Bella {
             restaurant: Arc::new(restaurant),

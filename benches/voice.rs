@@ -578,6 +578,7 @@ impl Shared {
             prompts: Prompts::default(),
             store: OrderStore::open_in_memory().expect("store opens"),
             transfer_to: None,
+            small_model: false,
         };
         Shared {
             restaurant: Arc::new(restaurant),

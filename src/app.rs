@@ -13,10 +13,12 @@ use crate::bella_vista::prompts::Prompts;
 use crate::bella_vista::store::OrderStore;
 use crate::bella_vista::{Restaurant, order_taker_for};
 use crate::config::Config;
+use crate::config::Provider;
 use crate::io::livekit::agent_call::{RoomCallOptions, ServerApi, run_room_call};
 use crate::io::livekit::room::{Room, RoomOptions};
 use crate::io::livekit::worker::{AssignedJob, JobHandler};
 use crate::llm::Llm;
+use crate::llm::openai::OpenAiLlm;
 use crate::voice::call::VoiceServices;
 use crate::voice::pipeline::PipelineConfig;
 use crate::voice::stt::OpenAiStt;
@@ -46,6 +48,55 @@ pub enum AppError {
     /// Text to speech settings.
     #[error(transparent)]
     Tts(#[from] crate::voice::tts::TtsError),
+    /// Settings.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The OpenAI-compatible model.
+    #[error(transparent)]
+    Model(#[from] crate::llm::LlmError),
+    /// The local model.
+    #[error(transparent)]
+    LocalModel(#[from] crate::llm::local::LocalLlmError),
+    /// The local model's file.
+    #[cfg(feature = "local-llm")]
+    #[error(transparent)]
+    ModelFile(#[from] crate::llm::local::files::ModelFileError),
+    /// Eval scenarios.
+    #[error(transparent)]
+    Scenarios(#[from] crate::bella_vista::eval::ScenarioError),
+}
+
+/// The language model the config names: an OpenAI-compatible server, or the local model
+/// (loaded now; its file fetched into the Hugging Face cache first if it is not there).
+pub fn language_model(config: &Config) -> Result<Arc<dyn Llm>, AppError> {
+    match config.provider() {
+        Provider::Openai => Ok(Arc::new(OpenAiLlm::new(config.openai_settings()?)?)),
+        Provider::Local => local_language_model(config),
+    }
+}
+
+#[cfg(feature = "local-llm")]
+fn local_language_model(config: &Config) -> Result<Arc<dyn Llm>, AppError> {
+    use crate::llm::local::files::{ModelSpec, resolve};
+    use crate::llm::local::{LocalLlm, LocalLlmSettings};
+    let model = resolve(&ModelSpec::parse(&config.local.llm))?;
+    let threads = match config.local.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    tracing::info!(model = %model.display(), threads, "loading the local model");
+    let llm = LocalLlm::load(LocalLlmSettings {
+        model,
+        context_tokens: config.local.context_tokens,
+        max_reply_tokens: config.local.max_reply_tokens,
+        threads,
+    })?;
+    Ok(Arc::new(llm))
+}
+
+#[cfg(not(feature = "local-llm"))]
+fn local_language_model(_: &Config) -> Result<Arc<dyn Llm>, AppError> {
+    Err(crate::llm::local::LocalLlmError::NotBuilt.into())
 }
 
 /// The order store named in the config.
@@ -56,12 +107,21 @@ pub fn open_store(config: &Config) -> Result<OrderStore, AppError> {
 
 /// The restaurant: menu, rules, prompts and store, from the config.
 pub fn restaurant(config: &Config) -> Result<Arc<Restaurant>, AppError> {
+    restaurant_with_store(config, open_store(config)?)
+}
+
+/// The restaurant from the config, with its orders in `store`.
+pub fn restaurant_with_store(
+    config: &Config,
+    store: OrderStore,
+) -> Result<Arc<Restaurant>, AppError> {
     Ok(Arc::new(Restaurant {
         menu: Menu::load(&config.paths.menu)?,
         limits: config.order,
         prompts: Prompts::load(&config.paths.prompts)?,
-        store: open_store(config)?,
+        store,
         transfer_to: config.phone.transfer_target(),
+        small_model: config.provider() == Provider::Local,
     }))
 }
 

@@ -220,6 +220,47 @@ impl PhoneConfig {
     }
 }
 
+/// Which models answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Models inside this process (llama.cpp), no account needed: see `[local]`.
+    Local,
+    /// An OpenAI-compatible server (`OPENAI_API_KEY`, `OPENAI_BASE_URL`).
+    Openai,
+}
+
+/// The built-in local stack (used when no OpenAI-compatible provider is configured, or
+/// with `--provider local`). Optional in a config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// The language model: a GGUF file path, or `ORG/NAME:FILE` on Hugging Face (taken from
+    /// the cache in `$HF_HOME/hub`, downloaded there on first use).
+    pub llm: String,
+    /// Tokens of conversation the model's context holds.
+    pub context_tokens: u32,
+    /// Longest reply, in tokens.
+    pub max_reply_tokens: usize,
+    /// CPU threads (0: all cores).
+    pub threads: usize,
+    /// Calls one worker takes at once with local models (they share the CPU).
+    pub max_jobs: usize,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            llm: "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+                .into(),
+            context_tokens: 4096,
+            max_reply_tokens: 160,
+            threads: 0,
+            max_jobs: 1,
+        }
+    }
+}
+
 /// File locations.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +289,13 @@ pub struct Config {
     /// Phone calls.
     #[serde(default)]
     pub phone: PhoneConfig,
+    /// The built-in local models.
+    #[serde(default)]
+    pub local: LocalConfig,
+    /// Which models answer; `None`: an OpenAI-compatible server when a key or address is
+    /// set, else the local models (`--provider` sets it).
+    #[serde(default)]
+    pub provider: Option<Provider>,
     /// Order rules.
     pub order: OrderLimits,
     /// Files.
@@ -330,6 +378,16 @@ impl Config {
         }
         if self.paths.orders_db.is_none() {
             self.paths.orders_db = Some(default_orders_db(env));
+        }
+    }
+
+    /// Which models answer: as set, else an OpenAI-compatible server when a key or address
+    /// is set, else the local models.
+    pub fn provider(&self) -> Provider {
+        match self.provider {
+            Some(provider) => provider,
+            None if self.llm.api_key.is_some() || self.llm.base_url.is_some() => Provider::Openai,
+            None => Provider::Local,
         }
     }
 
@@ -491,6 +549,19 @@ mod tests {
             sip.transfer_target().as_deref(),
             Some("sip:staff@pbx.example")
         );
+    }
+
+    #[test]
+    fn without_a_key_or_address_the_local_models_answer() {
+        let mut config = Config::builtin().unwrap();
+        assert_eq!(config.provider(), Provider::Local);
+        config.apply_env(&EnvOverrides {
+            api_key: Some("sk-x".into()),
+            ..EnvOverrides::default()
+        });
+        assert_eq!(config.provider(), Provider::Openai);
+        config.provider = Some(Provider::Local);
+        assert_eq!(config.provider(), Provider::Local);
     }
 
     #[test]

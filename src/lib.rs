@@ -10,6 +10,7 @@ pub mod agent;
 pub mod app;
 pub mod bella_vista;
 pub mod config;
+pub mod eval;
 pub mod io;
 pub mod llm;
 pub mod voice;

@@ -7,17 +7,19 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use bella_vista::app::{RoomCalls, open_store, restaurant, start_session, voice_services};
+use bella_vista::app::{
+    AppError, RoomCalls, language_model, open_store, restaurant, start_session, voice_services,
+};
 use bella_vista::config::LiveKitServer;
+use bella_vista::config::Provider;
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
+use bella_vista::eval;
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
 use bella_vista::io::livekit::agent_call::ServerApi;
 use bella_vista::io::livekit::worker::{self, WorkerOptions};
 use bella_vista::io::local;
 use bella_vista::io::wav::{read_wav, write_wav};
-use bella_vista::llm::Llm;
-use bella_vista::llm::openai::OpenAiLlm;
 use bella_vista::voice::call::{Pace, run_call};
 use clap::{Parser, Subcommand};
 use livekit_api::access_token::{AccessToken, VideoGrants};
@@ -39,6 +41,11 @@ struct Cli {
     /// Menu file (overrides paths.menu).
     #[arg(long, global = true)]
     menu: Option<PathBuf>,
+    /// Which models answer: local (in this process, no account) or openai (any
+    /// OpenAI-compatible server). Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is
+    /// set, else local.
+    #[arg(long, global = true, value_enum)]
+    provider: Option<Provider>,
     /// Talk to the agent through this computer's microphone and speaker.
     #[arg(long, conflicts_with = "list_devices")]
     local: bool,
@@ -88,6 +95,23 @@ enum Command {
         #[arg(long)]
         room: String,
     },
+    /// Plays the scripted callers in eval/ against the configured model and reports per
+    /// scenario whether the expected order was stored (exit 1 if fewer passed than
+    /// --min-pass, by default all).
+    Eval {
+        /// Directory of scenario files.
+        #[arg(long, default_value = "eval")]
+        scenarios: PathBuf,
+        /// Only scenarios whose file name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Where to write the full report (JSON).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Exit with status 1 when fewer scenarios pass than this (default: all of them).
+        #[arg(long)]
+        min_pass: Option<usize>,
+    },
     /// The stored orders.
     Orders {
         #[command(subcommand)]
@@ -114,8 +138,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let usage = error
-                .downcast_ref::<ConfigError>()
+            let config_error = error.downcast_ref::<ConfigError>().or_else(|| {
+                match error.downcast_ref::<AppError>() {
+                    Some(AppError::Config(e)) => Some(e),
+                    _ => None,
+                }
+            });
+            let usage = config_error
                 .is_some_and(|e| matches!(e, ConfigError::NoProvider | ConfigError::NoLiveKit(_)));
             eprintln!("error: {error:#}");
             ExitCode::from(if usage { 2 } else { 1 })
@@ -144,6 +173,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = cli.menu {
         config.paths.menu = path;
     }
+    if cli.provider.is_some() {
+        config.provider = cli.provider;
+    }
     if cli.list_devices {
         return list_devices();
     }
@@ -169,6 +201,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             fast,
         } => simulate(&config, &caller, &out, &report, fast),
         Command::Start => run_worker(config),
+        Command::Eval {
+            scenarios,
+            only,
+            report,
+            min_pass,
+        } => run_eval(
+            &config,
+            &scenarios,
+            only.as_deref(),
+            report.as_deref(),
+            min_pass,
+        ),
         Command::Connect { room } => connect(config, &room),
         Command::Orders {
             command: OrdersCommand::List { json },
@@ -177,11 +221,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_console(config: &Config) -> anyhow::Result<()> {
-    let settings = config.openai_settings()?;
+    let llm = language_model(config)?;
     let restaurant = restaurant(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
+        let session = start_session(config, &restaurant, llm);
         let interactive = std::io::stdin().is_terminal();
         let styled = std::io::stdout().is_terminal();
         let mut renderer = ConsoleRenderer::new(std::io::stdout(), styled);
@@ -197,14 +241,14 @@ fn simulate(
     report_path: &std::path::Path,
     fast: bool,
 ) -> anyhow::Result<()> {
-    let settings = config.openai_settings()?;
+    let llm = language_model(config)?;
     let restaurant = restaurant(config)?;
     let audio = read_wav(caller).with_context(|| format!("reading {}", caller.display()))?;
     let pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let services = voice_services(config, &restaurant)?;
-        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
+        let session = start_session(config, &restaurant, llm);
         let input = FileInput::new(&audio, pipeline.frame, !fast);
         let output = Recording::new(config.voice.tts_sample_rate);
         let pace = if fast { Pace::Fast } else { Pace::RealTime };
@@ -225,7 +269,7 @@ fn simulate(
 }
 
 fn room_calls(config: Config, server: &LiveKitServer) -> anyhow::Result<RoomCalls> {
-    let llm: Arc<dyn Llm> = Arc::new(OpenAiLlm::new(config.openai_settings()?)?);
+    let llm = language_model(&config)?;
     let restaurant = restaurant(&config)?;
     let services = voice_services(&config, &restaurant)?;
     let api = ServerApi::new(&server.url, &server.api_key, &server.api_secret);
@@ -241,6 +285,15 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
         &config.livekit.agent_name,
     );
     options.capacity = config.livekit.max_jobs;
+    if config.provider() == Provider::Local {
+        eprintln!(
+            "warning: answering with the local model on this machine's CPU; a hosted \
+             provider (OPENAI_API_KEY or OPENAI_BASE_URL) is much faster. Taking {} call(s) \
+             at once.",
+            config.local.max_jobs
+        );
+        options.capacity = config.local.max_jobs.min(options.capacity);
+    }
     options.drain_timeout = std::time::Duration::from_millis(config.livekit.drain_timeout_ms);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -320,7 +373,7 @@ struct LocalDevices {
 }
 
 fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
-    let settings = config.openai_settings()?;
+    let llm = language_model(config)?;
     let restaurant = restaurant(config)?;
     let (input, output) = local::open(devices.input.as_deref(), devices.output.as_deref())?;
     let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
@@ -338,7 +391,7 @@ fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let services = voice_services(config, &restaurant)?;
-        let session = start_session(config, &restaurant, Arc::new(OpenAiLlm::new(settings)?));
+        let session = start_session(config, &restaurant, llm);
         let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
         tokio::select! {
             finished = call => {
@@ -349,6 +402,36 @@ fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+fn run_eval(
+    config: &Config,
+    scenarios: &std::path::Path,
+    only: Option<&str>,
+    report_path: Option<&std::path::Path>,
+    min_pass: Option<usize>,
+) -> anyhow::Result<()> {
+    let model = match config.provider() {
+        Provider::Local => format!("local {}", config.local.llm),
+        Provider::Openai => format!("openai {}", config.llm.model),
+    };
+    let llm = language_model(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(eval::run(config, llm, scenarios, only, model))?;
+    eprintln!(
+        "{} of {} scenarios stored the expected order ({})",
+        report.passed,
+        report.scenarios.len(),
+        report.model
+    );
+    if let Some(path) = report_path {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.passed < min_pass.unwrap_or(report.scenarios.len()) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn list_orders(config: &Config, json: bool) -> anyhow::Result<()> {

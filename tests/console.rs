@@ -121,11 +121,11 @@ async fn a_piped_console_call_places_an_order_that_orders_list_prints() {
 }
 
 #[tokio::test]
-async fn no_key_and_no_base_url_is_a_one_line_error_with_exit_code_2() {
+async fn the_openai_provider_without_key_or_base_url_is_a_one_line_error_with_exit_code_2() {
     let output = Command::new(BIN)
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
-        .arg("console")
+        .args(["--provider", "openai", "console"])
         .stdin(Stdio::null())
         .output()
         .await
@@ -134,6 +134,28 @@ async fn no_key_and_no_base_url_is_a_one_line_error_with_exit_code_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("OPENAI_API_KEY") && stderr.contains("OPENAI_BASE_URL"));
+}
+
+#[tokio::test]
+async fn without_key_or_base_url_the_local_model_is_used_and_a_missing_file_says_where_from() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env("HF_HOME", home.path())
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .arg("console")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF")
+            && stderr.contains("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bella_vista::app::{RoomCalls, restaurant};
 use bella_vista::bella_vista::store::OrderStore;
-use bella_vista::config::Config;
+use bella_vista::config::{Config, Provider};
 use bella_vista::io::livekit::worker::{WorkerOptions, run_worker};
 use bella_vista::io::wav::write_wav;
 use bella_vista::llm::Llm;
@@ -64,6 +64,8 @@ impl Worker {
         let mut config = Config::builtin().unwrap();
         config.paths.orders_db = Some(db.clone());
         config.livekit.caller_wait_ms = 4000;
+        // The scripted model stands in for a hosted one: the flow a hosted model gets.
+        config.provider = Some(Provider::Openai);
         let restaurant = restaurant(&config).unwrap();
         let calls = RoomCalls::new(
             Arc::new(config),

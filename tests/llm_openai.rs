@@ -43,6 +43,7 @@ fn hello() -> ChatRequest {
         items: vec![ChatItem::message(ChatRole::User, "Hello?")],
         tools: vec![],
         purpose: RequestPurpose::Reply,
+        fill: None,
     }
 }
 
@@ -313,6 +314,7 @@ async fn the_request_carries_instructions_tools_and_paired_tool_outputs() {
             parameters: parameters.clone(),
         }],
         purpose: RequestPurpose::Reply,
+        fill: None,
     };
 
     let (_, error) = drain(llm(settings(&server)).chat(request)).await;

@@ -157,17 +157,29 @@ async fn reply<T: Send + 'static>(
         None => task.instructions().to_string(),
     };
     let max_steps = core.options.max_tool_steps;
+    // The filled tool is filled at most once per reply: after it ran (or failed, say for a
+    // dish not on the menu) the model has to say something about it first.
+    let mut fill_used = false;
     for step in 0..=max_steps {
-        let offered = if step < max_steps {
-            specs.iter().map(|spec| (*spec).clone()).collect()
+        let offered: Vec<ToolSpec> = if step < max_steps {
+            specs
+                .iter()
+                .filter(|spec| !fill_used || Some(spec.name.as_str()) != task.fill_tool())
+                .map(|spec| (*spec).clone())
+                .collect()
         } else {
             Vec::new()
         };
+        let fill = task
+            .fill_tool()
+            .filter(|name| offered.iter().any(|spec| spec.name == *name))
+            .map(str::to_string);
         let request = ChatRequest {
             instructions: instructions.clone(),
             items: activity.chat_ctx.items().to_vec(),
             tools: offered,
             purpose: RequestPurpose::Reply,
+            fill,
         };
         let (text, calls) = match stream_response(core, activity.inbox, request).await? {
             Streamed::Complete(text, calls) => (text, calls),
@@ -218,6 +230,8 @@ async fn reply<T: Send + 'static>(
             });
         }
         for output in outputs {
+            fill_used |= matches!(&output, ChatItem::FunctionOutput { name, .. }
+                if Some(name.as_str()) == task.fill_tool());
             activity.chat_ctx.push(output);
         }
         if outcome.is_some() {

@@ -162,6 +162,7 @@ mod tests {
             ],
             tools: Vec::new(),
             purpose: RequestPurpose::Reply,
+            fill: None,
         };
         let facts = Facts::of(&request);
         assert!(facts.mention("$20.00"));

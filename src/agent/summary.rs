@@ -26,6 +26,7 @@ pub async fn summarize(
         items: vec![ChatItem::message(ChatRole::User, transcript)],
         tools: Vec::new(),
         purpose: RequestPurpose::Summary,
+        fill: None,
     };
     let summary = collect_text(llm.chat(request)).await?;
     let summary = summary.trim();

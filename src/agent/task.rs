@@ -66,6 +66,7 @@ pub struct AgentTask<T> {
     on_enter: OnEnter,
     keys: Vec<(char, KeyAction)>,
     on_stall: Option<OnStall>,
+    fill: Option<String>,
 }
 
 /// An agent that runs until the session ends: a task that never completes.
@@ -82,6 +83,7 @@ impl<T: Send + 'static> AgentTask<T> {
             on_enter: OnEnter::Listen,
             keys: Vec::new(),
             on_stall: None,
+            fill: None,
         }
     }
 
@@ -117,6 +119,15 @@ impl<T: Send + 'static> AgentTask<T> {
     pub fn on_key(mut self, key: char, action: KeyAction) -> Self {
         self.keys.retain(|(k, _)| *k != key);
         self.keys.push((key, action));
+        self
+    }
+
+    /// Names the tool this task exists to call (the one that completes it). A model that
+    /// cannot be trusted to call tools on its own is then asked, at each turn, to write
+    /// down what the caller said for each of that tool's arguments, and the call is made as
+    /// soon as they are all known (see [`ChatRequest::fill`](crate::llm::ChatRequest)).
+    pub fn fills(mut self, tool: impl Into<String>) -> Self {
+        self.fill = Some(tool.into());
         self
     }
 
@@ -160,6 +171,11 @@ impl<T> AgentTask<T> {
 
     pub(crate) fn enter_action(&self) -> &OnEnter {
         &self.on_enter
+    }
+
+    /// The tool this task exists to call, if named.
+    pub fn fill_tool(&self) -> Option<&str> {
+        self.fill.as_deref()
     }
 
     /// What the task does when stalled, if anything.

@@ -10,9 +10,7 @@ use super::check_menu::check_menu;
 use super::order::OrderItem;
 use super::order_flow::{OrderFlow, describe_item, item_id};
 use super::prompts::fill;
-use crate::agent::{
-    AgentTask, NoArgs, OnEnter, StallAction, TaskResults, ToolContext, ToolError, tool_fn,
-};
+use crate::agent::{AgentTask, NoArgs, StallAction, TaskResults, ToolContext, ToolError, tool_fn};
 
 /// Caller turns without a tool before a task asks its question again from code.
 pub(crate) const STALL_TURNS: usize = 3;
@@ -55,7 +53,9 @@ pub fn collect_order_item(
     let number_text = number.to_string();
     let max_quantity = restaurant.limits.max_quantity.to_string();
     let categories = restaurant.category_list();
+    let menu = restaurant.menu_list();
     let values = [
+        ("menu", menu.as_str()),
         ("item_number", number_text.as_str()),
         ("order_so_far", order_so_far.as_str()),
         ("categories", categories.as_str()),
@@ -66,8 +66,15 @@ pub fn collect_order_item(
 
     let confirm_flow = flow.clone();
     let cancel_flow = flow.clone();
+    let say = if has_other_items {
+        &restaurant.prompts.item_next_say
+    } else {
+        &restaurant.prompts.item_say
+    };
+    let opening = restaurant.opening(say.clone(), enter);
     let task = AgentTask::new("CollectOrderItem", instructions)
-        .on_enter(OnEnter::Reply(enter))
+        .on_enter(opening)
+        .fills("confirm_item")
         .on_stall(
             STALL_TURNS,
             StallAction::Say(restaurant.prompts.item_stall.clone()),
@@ -116,6 +123,15 @@ fn confirm_item(
         .menu
         .find_item(&args.name)
         .map_err(|unknown| ToolError::Rejected(unknown.to_string()))?;
+    if let Some(other) = flow.item_named(dish.name(), number) {
+        return Err(ToolError::Rejected(format!(
+            "{} is already item {other} of the order. Ask the caller which other dish they \
+             want as item {number}; to change how many {} they want, call out_of_scope for \
+             item {other}.",
+            dish.name(),
+            dish.name()
+        )));
+    }
     let limits = &restaurant.limits;
     let quantity = u32::try_from(args.quantity).unwrap_or(0);
     let modifications: Vec<String> = args

@@ -11,7 +11,7 @@ use super::money::Cents;
 use super::order::{OrderItem, Payment, PaymentMethod};
 use super::order_flow::{OrderFlow, describe_item};
 use super::prompts::fill;
-use crate::agent::{AgentTask, NoArgs, OnEnter, StallAction, ToolContext, ToolError, tool_fn};
+use crate::agent::{AgentTask, NoArgs, StallAction, ToolContext, ToolError, tool_fn};
 
 /// Arguments of `confirm_payment`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -38,8 +38,10 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
     let max_tip = restaurant.limits.max_tip_percent;
     let limits = restaurant.limits;
     let add_flow = flow.clone();
+    let say = fill(&restaurant.prompts.payment_say, &values);
     let task = AgentTask::new("CollectPayment", instructions)
-        .on_enter(OnEnter::Reply(enter))
+        .on_enter(restaurant.opening(say, enter))
+        .fills("confirm_payment")
         .on_stall(
             STALL_TURNS,
             StallAction::Say(restaurant.prompts.payment_stall.clone()),

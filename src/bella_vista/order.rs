@@ -176,6 +176,32 @@ impl Order {
         self.subtotal().saturating_add(self.tip())
     }
 
+    /// The order as one spoken sentence: "2 Tiramisu; 1 Grilled Salmon, sauce on the side.
+    /// The total is $61.36 with an 18% tip, paid by card."
+    pub fn spoken(&self) -> String {
+        let items: Vec<String> = self
+            .items
+            .iter()
+            .map(|item| {
+                let mut line = format!("{} {}", item.quantity, item.name);
+                if !item.modifications.is_empty() {
+                    let _ = write!(line, ", {}", item.modifications.join(", "));
+                }
+                line
+            })
+            .collect();
+        let tip = match self.payment.tip_percent {
+            0 => String::new(),
+            percent => format!(" with a {percent}% tip"),
+        };
+        format!(
+            "{}. The total is {}{tip}, paid by {}.",
+            items.join("; "),
+            self.total(),
+            self.payment.method
+        )
+    }
+
     /// A plain-text summary, one fact per line, for the agent to read back before confirming.
     ///
     /// ```text

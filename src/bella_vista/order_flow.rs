@@ -21,7 +21,7 @@ use super::prompts::Prompts;
 use super::review_order::review_order;
 use super::store::OrderStore;
 use crate::agent::{
-    CallerInfo, DependsOn, HandleError, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults,
+    CallerInfo, DependsOn, HandleError, OnEnter, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults,
 };
 
 /// Id of the payment task.
@@ -41,6 +41,22 @@ pub struct Restaurant {
     pub store: OrderStore,
     /// Where `transfer_to_staff` hands a phone caller (`tel:` or `sip:`); `None`: nowhere.
     pub transfer_to: Option<String>,
+    /// Whether a small (local) model answers: each step then opens with a sentence said
+    /// from code (`*_say.md`) instead of one the model writes, so its first words are
+    /// always right and a model that repeats itself cannot derail the step.
+    pub small_model: bool,
+}
+
+impl Restaurant {
+    /// How a task opens: with `say` from code for a small model, else with a reply the
+    /// model writes following `instructions`.
+    pub fn opening(&self, say: String, instructions: String) -> OnEnter {
+        if self.small_model {
+            OnEnter::Say(say)
+        } else {
+            OnEnter::Reply(instructions)
+        }
+    }
 }
 
 impl Restaurant {
@@ -48,6 +64,24 @@ impl Restaurant {
     pub fn category_list(&self) -> String {
         let names: Vec<&str> = self.menu.categories().map(|c| c.name()).collect();
         names.join(", ")
+    }
+
+    /// The whole menu with prices, one category per line, for instructions where the
+    /// model needs the exact dish names and prices at hand (a small model does not look
+    /// them up).
+    pub fn menu_list(&self) -> String {
+        self.menu
+            .categories()
+            .map(|category| {
+                let dishes: Vec<String> = category
+                    .items()
+                    .iter()
+                    .map(|item| format!("{} {}", item.name(), item.price()))
+                    .collect();
+                format!("{}: {}", category.name(), dishes.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -58,6 +92,8 @@ pub struct OrderFlow {
     group: TaskGroupHandle,
     idempotency_key: String,
     last_item: AtomicUsize,
+    /// The dish of each confirmed item, by item number.
+    dishes: std::sync::Mutex<std::collections::BTreeMap<usize, String>>,
 }
 
 impl OrderFlow {
@@ -73,6 +109,7 @@ impl OrderFlow {
             group: group.handle(),
             idempotency_key: new_order_key(),
             last_item: AtomicUsize::new(1),
+            dishes: std::sync::Mutex::default(),
         });
         let group = group.add(flow.item_entry(1, None));
         (group, flow)
@@ -122,6 +159,7 @@ impl OrderFlow {
         item: &OrderItem,
         more_items: bool,
     ) -> Result<(), HandleError> {
+        self.dishes_mut().insert(number, item.name.clone());
         self.group.add(self.item_entry(number, Some(item)))?;
         let is_last = number == self.last_item.load(Ordering::SeqCst);
         match (more_items, is_last) {
@@ -138,11 +176,26 @@ impl OrderFlow {
         number: usize,
         has_other_items: bool,
     ) -> Result<(), HandleError> {
+        self.dishes_mut().remove(&number);
         let is_last = number == self.last_item.load(Ordering::SeqCst);
         if is_last && has_other_items {
             self.add_checkout()?;
         }
         Ok(())
+    }
+
+    /// The number of another confirmed item with the dish `name`, if any.
+    pub(crate) fn item_named(&self, name: &str, except: usize) -> Option<usize> {
+        self.dishes_mut()
+            .iter()
+            .find(|(number, dish)| **number != except && dish.as_str() == name)
+            .map(|(number, _)| *number)
+    }
+
+    fn dishes_mut(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<usize, String>> {
+        self.dishes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds one more item task, before payment if payment is registered.

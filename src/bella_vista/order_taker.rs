@@ -26,12 +26,14 @@ pub fn order_taker(restaurant: Arc<Restaurant>) -> Agent {
 /// The order taker for a caller the transport knows something about (a phone number).
 pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> Agent {
     let categories = restaurant.category_list();
+    let menu = restaurant.menu_list();
     let instructions = fill(
         &restaurant.prompts.order_taker,
-        &[("categories", categories.as_str())],
+        &[("categories", categories.as_str()), ("menu", menu.as_str())],
     );
     let agent = Agent::new("OrderTaker", instructions)
         .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
+        .fills(TAKE_ORDER)
         .on_stall(STALL_TURNS, StallAction::CallTool(TAKE_ORDER.into()))
         .with_tool(check_menu(restaurant.clone()));
     with_call_tools(agent, &restaurant, &caller).with_tool(TakeOrder { restaurant, caller })

@@ -61,6 +61,14 @@ pub struct Prompts {
     pub review_stall: String,
     /// What is said when every sentence of a reply stated something no tool produced.
     pub guard_fallback: String,
+    /// What the first item task says on entering, from code, for a small model.
+    pub item_say: String,
+    /// What a later item task says on entering, from code, for a small model.
+    pub item_next_say: String,
+    /// What the payment task says on entering, from code, for a small model.
+    pub payment_say: String,
+    /// What the read-back says on entering, from code, for a small model.
+    pub review_say: String,
 }
 
 macro_rules! embedded {
@@ -69,7 +77,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 22] = [
+const EMBEDDED: [(&str, &str); 26] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -92,6 +100,10 @@ const EMBEDDED: [(&str, &str); 22] = [
     embedded!("payment_stall"),
     embedded!("review_stall"),
     embedded!("guard_fallback"),
+    embedded!("item_say"),
+    embedded!("item_next_say"),
+    embedded!("payment_say"),
+    embedded!("review_say"),
 ];
 
 impl Default for Prompts {
@@ -154,6 +166,10 @@ impl Prompts {
             payment_stall: get("payment_stall"),
             review_stall: get("review_stall"),
             guard_fallback: get("guard_fallback"),
+            item_say: get("item_say"),
+            item_next_say: get("item_next_say"),
+            payment_say: get("payment_say"),
+            review_say: get("review_say"),
         }
     }
 }

@@ -174,6 +174,7 @@ mod tests {
                 .collect(),
             tools: Vec::new(),
             purpose: RequestPurpose::Reply,
+            fill: None,
         }
     }
 

@@ -10,9 +10,7 @@ use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::store::StoredOrder;
-use crate::agent::{
-    AgentTask, KeyAction, NoArgs, OnEnter, StallAction, Tool, ToolContext, ToolError,
-};
+use crate::agent::{AgentTask, KeyAction, NoArgs, StallAction, Tool, ToolContext, ToolError};
 
 /// The name of the tool that places the order (also what key 1 does on a phone).
 const CONFIRM_ORDER: &str = "confirm_order";
@@ -43,10 +41,16 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
     let instructions = fill(&restaurant.prompts.review_order, &values);
     let enter = fill(&restaurant.prompts.review_order_enter, &values);
     let change = restaurant.prompts.review_key_change.clone();
+    let spoken = order.as_ref().map(Order::spoken).unwrap_or_default();
+    let say = fill(
+        &restaurant.prompts.review_say,
+        &[("spoken_order", spoken.as_str())],
+    );
     let task = AgentTask::new("ReviewOrder", instructions)
-        .on_enter(OnEnter::Reply(enter))
+        .on_enter(restaurant.opening(say, enter))
         .on_key('1', KeyAction::CallTool(CONFIRM_ORDER.into()))
         .on_key('2', KeyAction::Tell(change))
+        .fills(CONFIRM_ORDER)
         .on_stall(
             STALL_TURNS,
             StallAction::Say(restaurant.prompts.review_stall.clone()),

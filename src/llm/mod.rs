@@ -5,6 +5,7 @@
 //! consumes [`LlmEvent`]s.
 
 mod chat_context;
+pub mod local;
 pub mod openai;
 mod provider;
 pub mod scripted;

@@ -27,6 +27,11 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
     /// Why the request is made.
     pub purpose: RequestPurpose,
+    /// The tool this step exists to call (a task's completion tool), when it is offered.
+    /// A model that cannot be trusted to call tools on its own (a small local one) is asked
+    /// instead to write down what the caller said for each of its arguments, and the call
+    /// is made once they are all known; other models ignore this.
+    pub fill: Option<String>,
 }
 
 impl ChatRequest {

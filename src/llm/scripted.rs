@@ -291,6 +291,7 @@ mod tests {
             items: Vec::new(),
             tools: Vec::new(),
             purpose,
+            fill: None,
         }
     }
 

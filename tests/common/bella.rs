@@ -40,6 +40,7 @@ pub fn restaurant_transferring_to(
         prompts: Prompts::default(),
         store: OrderStore::open(db).expect("store opens"),
         transfer_to: transfer_to.map(str::to_string),
+        small_model: false,
     })
 }
 

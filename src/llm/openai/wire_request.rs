@@ -160,6 +160,7 @@ mod tests {
             items,
             tools,
             purpose: RequestPurpose::Reply,
+            fill: None,
         }
     }
 
