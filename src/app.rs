@@ -218,6 +218,10 @@ impl RoomCalls {
         let report = run_room_call(room, events, session, options, caller)
             .await
             .map_err(|e| e.to_string())?;
+        let telemetry = crate::telemetry::global();
+        for turn in &report.turns {
+            telemetry.record_turn(&turn.metrics);
+        }
         tracing::info!(turns = report.turns.len(), duration_s = report.duration_s, hung_up = report.hung_up, summary = ?report.summary, "room call ended");
         Ok(())
     }

@@ -76,7 +76,30 @@ pub struct LlmConfig {
     pub base_url: Option<String>,
     /// API key (from `OPENAI_API_KEY` only; never written in the file).
     #[serde(skip)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
+}
+
+/// A credential. `Debug` prints `<redacted>`, so a config or error that is logged never
+/// carries it; [`Secret::expose`] is the one way to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Conversation engine settings.
@@ -136,6 +159,21 @@ pub struct LiveKitConfig {
     pub drain_timeout_ms: u64,
     /// How long a job waits for the caller's audio before it leaves the room, in ms.
     pub caller_wait_ms: u64,
+    /// Where `start` serves `/health` and `/metrics` (`host:port`); empty: nowhere.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: String,
+    /// The CPU share (0 to 1) at which a worker with calls tells the server it is full;
+    /// 0: only `max_jobs` counts.
+    #[serde(default = "default_cpu_full")]
+    pub cpu_full: f32,
+}
+
+fn default_http_listen() -> String {
+    "0.0.0.0:8081".into()
+}
+
+fn default_cpu_full() -> f32 {
+    0.9
 }
 
 /// The LiveKit server and credentials: `LIVEKIT_URL`, `LIVEKIT_API_KEY`,
@@ -147,7 +185,7 @@ pub struct LiveKitServer {
     /// API key.
     pub api_key: String,
     /// API secret.
-    pub api_secret: String,
+    pub api_secret: Secret,
 }
 
 impl LiveKitServer {
@@ -162,7 +200,7 @@ impl LiveKitServer {
             (Some(url), Some(api_key), Some(api_secret)) => Ok(LiveKitServer {
                 url,
                 api_key,
-                api_secret,
+                api_secret: Secret::new(api_secret),
             }),
             (url, key, secret) => {
                 let missing: Vec<&str> = [
@@ -307,13 +345,15 @@ pub struct Config {
 #[derive(Debug, Clone, Default)]
 pub struct EnvOverrides {
     /// `OPENAI_API_KEY`.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// `OPENAI_BASE_URL`.
     pub base_url: Option<String>,
     /// `BELLA_VISTA_MODEL`.
     pub model: Option<String>,
     /// `BELLA_VISTA_ORDERS_DB`.
     pub orders_db: Option<PathBuf>,
+    /// `BELLA_VISTA_HTTP_LISTEN` (set but empty: no endpoint).
+    pub http_listen: Option<String>,
     /// `XDG_DATA_HOME`.
     pub xdg_data_home: Option<PathBuf>,
     /// `HOME`.
@@ -325,10 +365,11 @@ impl EnvOverrides {
     pub fn from_process() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         EnvOverrides {
-            api_key: var("OPENAI_API_KEY"),
+            api_key: var("OPENAI_API_KEY").map(Secret::new),
             base_url: var("OPENAI_BASE_URL"),
             model: var("BELLA_VISTA_MODEL"),
             orders_db: var("BELLA_VISTA_ORDERS_DB").map(PathBuf::from),
+            http_listen: std::env::var("BELLA_VISTA_HTTP_LISTEN").ok(),
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
         }
@@ -376,6 +417,9 @@ impl Config {
         if env.orders_db.is_some() {
             self.paths.orders_db = env.orders_db.clone();
         }
+        if let Some(listen) = &env.http_listen {
+            self.livekit.http_listen = listen.trim().to_string();
+        }
         if self.paths.orders_db.is_none() {
             self.paths.orders_db = Some(default_orders_db(env));
         }
@@ -399,7 +443,11 @@ impl Config {
         let ms = Duration::from_millis;
         Ok(OpenAiSettings {
             base_url: self.llm.base_url.clone(),
-            api_key: self.llm.api_key.clone(),
+            api_key: self
+                .llm
+                .api_key
+                .as_ref()
+                .map(|key| key.expose().to_string()),
             model: self.llm.model.clone(),
             temperature: self.llm.temperature,
             connect_timeout: ms(self.llm.connect_timeout_ms),
@@ -419,7 +467,11 @@ impl Config {
                 .stt_base_url
                 .clone()
                 .or(self.llm.base_url.clone()),
-            api_key: self.llm.api_key.clone(),
+            api_key: self
+                .llm
+                .api_key
+                .as_ref()
+                .map(|key| key.expose().to_string()),
             model: self.voice.stt_model.clone(),
             language: self.voice.stt_language.clone(),
             timeout: Duration::from_millis(self.voice.stt_timeout_ms),
@@ -435,7 +487,11 @@ impl Config {
                 .tts_base_url
                 .clone()
                 .or(self.llm.base_url.clone()),
-            api_key: self.llm.api_key.clone(),
+            api_key: self
+                .llm
+                .api_key
+                .as_ref()
+                .map(|key| key.expose().to_string()),
             model: self.voice.tts_model.clone(),
             voice: self.voice.tts_voice.clone(),
             sample_rate: self.voice.tts_sample_rate,
@@ -556,12 +612,24 @@ mod tests {
         let mut config = Config::builtin().unwrap();
         assert_eq!(config.provider(), Provider::Local);
         config.apply_env(&EnvOverrides {
-            api_key: Some("sk-x".into()),
+            api_key: Some(Secret::new("sk-x")),
             ..EnvOverrides::default()
         });
         assert_eq!(config.provider(), Provider::Openai);
         config.provider = Some(Provider::Local);
         assert_eq!(config.provider(), Provider::Local);
+    }
+
+    #[test]
+    fn printing_the_config_never_shows_a_key() {
+        let mut config = Config::builtin().unwrap();
+        config.apply_env(&EnvOverrides {
+            api_key: Some(Secret::new("sk-live-123")),
+            ..EnvOverrides::default()
+        });
+        let printed = format!("{config:?}");
+        assert!(printed.contains("<redacted>"));
+        assert!(!printed.contains("sk-live-123"));
     }
 
     #[test]

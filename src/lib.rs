@@ -13,4 +13,5 @@ pub mod config;
 pub mod eval;
 pub mod io;
 pub mod llm;
+pub mod telemetry;
 pub mod voice;

@@ -16,6 +16,7 @@ use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::eval;
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
+use bella_vista::io::http;
 use bella_vista::io::livekit::agent_call::ServerApi;
 use bella_vista::io::livekit::worker::{self, WorkerOptions};
 use bella_vista::io::local;
@@ -46,6 +47,10 @@ struct Cli {
     /// set, else local.
     #[arg(long, global = true, value_enum)]
     provider: Option<Provider>,
+    /// How log lines are written to stderr: text for people (coloured only on a
+    /// terminal), json for log shippers (one object per line; the image's default).
+    #[arg(long, global = true, value_enum, env = "BELLA_VISTA_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Talk to the agent through this computer's microphone and speaker.
     #[arg(long, conflicts_with = "list_devices")]
     local: bool,
@@ -64,6 +69,15 @@ struct Cli {
     barge_in: bool,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,7 +148,7 @@ fn main() -> ExitCode {
     // Several TLS back ends are linked in (through different crates); pick one for the
     // process, or the first wss:// or https:// connection would not know which to use.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_tracing();
+    init_tracing(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -152,13 +166,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings). Colour only when stderr is
+/// a terminal and `NO_COLOR` is unset: a file or a pipe gets plain text.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(colour);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -272,7 +293,7 @@ fn room_calls(config: Config, server: &LiveKitServer) -> anyhow::Result<RoomCall
     let llm = language_model(&config)?;
     let restaurant = restaurant(&config)?;
     let services = voice_services(&config, &restaurant)?;
-    let api = ServerApi::new(&server.url, &server.api_key, &server.api_secret);
+    let api = ServerApi::new(&server.url, &server.api_key, server.api_secret.expose());
     Ok(RoomCalls::new(Arc::new(config), restaurant, llm, services).with_server_api(api))
 }
 
@@ -281,7 +302,7 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
     let mut options = WorkerOptions::new(
         &server.url,
         &server.api_key,
-        &server.api_secret,
+        server.api_secret.expose(),
         &config.livekit.agent_name,
     );
     options.capacity = config.livekit.max_jobs;
@@ -295,8 +316,10 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
         options.capacity = config.local.max_jobs.min(options.capacity);
     }
     options.drain_timeout = std::time::Duration::from_millis(config.livekit.drain_timeout_ms);
+    options.cpu_full = Some(config.livekit.cpu_full).filter(|share| *share > 0.0);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        serve_health(&config.livekit.http_listen).await;
         let calls = room_calls(config, &server)?;
         let shutdown = async {
             shutdown_signal().await;
@@ -305,6 +328,27 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
         worker::run_worker(options, Arc::new(calls), shutdown).await?;
         Ok(())
     })
+}
+
+/// Serves `/health` and `/metrics` on `listen` for as long as the process runs; a port that
+/// cannot be had is a warning, not a reason to take no calls (several workers may share a
+/// machine).
+async fn serve_health(listen: &str) {
+    if listen.is_empty() {
+        return;
+    }
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "health and metrics on http://{address}/health and /metrics");
+            }
+            let telemetry = bella_vista::telemetry::global();
+            tokio::spawn(http::serve(listener, telemetry, std::future::pending()));
+        }
+        Err(error) => {
+            tracing::warn!(listen, %error, "health and metrics endpoint not served");
+        }
+    }
 }
 
 /// SIGTERM (what `docker stop` and Kubernetes send) or Ctrl-C.
@@ -329,7 +373,7 @@ async fn shutdown_signal() {
 
 fn connect(config: Config, room: &str) -> anyhow::Result<()> {
     let server = LiveKitServer::from_env()?;
-    let token = AccessToken::with_api_key(&server.api_key, &server.api_secret)
+    let token = AccessToken::with_api_key(&server.api_key, server.api_secret.expose())
         .with_identity("bella-vista-agent")
         .with_name("Bella Vista")
         .with_kind("agent")

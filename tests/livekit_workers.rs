@@ -155,6 +155,15 @@ fn assert_greeted(room: &str, heard: &Value) -> String {
     agent
 }
 
+/// Status and body of a GET.
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_calls_and_one_drains_on_sigterm() {
     let dir = test_dir("livekit_workers", "two_workers");
@@ -205,6 +214,25 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
     let all: BTreeSet<String> = rooms_a.union(&rooms_b).cloned().collect();
     assert_eq!(all, rooms.iter().map(|r| r.to_string()).collect());
 
+    // Both are healthy for an orchestrator, and their metrics show their calls.
+    let health_a = a
+        .http_base()
+        .unwrap_or_else(|| panic!("no endpoint\n{}", a.tail()));
+    for worker in [&a, &b] {
+        let base = worker.http_base().expect("health endpoint");
+        assert_eq!(
+            get(&format!("{base}/health")).await,
+            (200, "registered\n".into())
+        );
+        let (status, metrics) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains(&format!("bella_vista_calls_running {MAX_JOBS}")),
+            "{metrics}"
+        );
+        assert!(metrics.contains("bella_vista_worker_load 0.7"), "{metrics}");
+    }
+
     // SIGTERM to worker A while its two calls run (greetings are under way).
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -214,6 +242,16 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
     );
     let term = Instant::now();
     a.sigterm();
+    // While it drains, it says so: an orchestrator sends it nothing new.
+    let mut health = (0, String::new());
+    for _ in 0..30 {
+        health = get(&format!("{health_a}/health")).await;
+        if health.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health, (503, "draining\n".into()), "{}", a.tail());
     eprintln!(
         "SIGTERM to worker a {:.1} s after the first caller",
         started.elapsed().as_secs_f64()
@@ -361,4 +399,89 @@ async fn a_wrong_secret_ends_start_with_one_line() {
         !lines[0].contains("eyJ"),
         "the token is not printed: {stderr}"
     );
+}
+
+/// The worker's stderr while it cannot reach its server (`ws://127.0.0.1:9`, nothing
+/// listens there), in `format`, RUST_LOG=info, no `NO_COLOR`: written to a file, as
+/// `docker logs` or `2>file` would.
+async fn log_of_an_unreachable_worker(dir: &Path, format: &str) -> (String, Option<String>) {
+    let config = config(dir);
+    let log = dir.join(format!("worker-{format}.log"));
+    let mut command = worker_command(&config, &dir.join("orders.db"));
+    command
+        .args(["--log-format", format])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .env("LIVEKIT_URL", "ws://127.0.0.1:9")
+        .env("LIVEKIT_API_KEY", "devkey")
+        .env("LIVEKIT_API_SECRET", "super-secret-value")
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("OPENAI_API_KEY", "sk-never-logged")
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start bella-vista");
+    let retried = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("cannot register"))
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(retried, "no retry logged:\n{text}");
+    // Health while it has no server: 503, "connecting".
+    let address = text.lines().find_map(|line| {
+        if format == "json" {
+            let value: Value = serde_json::from_str(line).ok()?;
+            value["fields"]["address"].as_str().map(str::to_string)
+        } else {
+            line.contains("health and metrics on")
+                .then(|| field(line, "address").map(str::to_string))
+                .flatten()
+        }
+    });
+    let health = match &address {
+        Some(address) => Some(get(&format!("http://{address}/health")).await),
+        None => None,
+    };
+    assert_eq!(
+        health,
+        Some((503, "connecting\n".to_string())),
+        "health at {address:?}\n{text}"
+    );
+    child.kill().await.expect("kill");
+    (text, address)
+}
+
+#[tokio::test]
+async fn logs_are_plain_in_a_file_or_json_and_carry_no_secret() {
+    let dir = test_dir("livekit_workers", "logs");
+    let (text, _) = log_of_an_unreachable_worker(&dir, "text").await;
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    assert!(text.contains("WARN"), "{text}");
+
+    let (json, _) = log_of_an_unreachable_worker(&dir, "json").await;
+    let lines: Vec<Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.len() >= 2, "{json}");
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "cannot register with the server"),
+        "{json}"
+    );
+    for secret in ["super-secret-value", "sk-never-logged"] {
+        assert!(
+            !text.contains(secret) && !json.contains(secret),
+            "{secret} logged"
+        );
+    }
 }

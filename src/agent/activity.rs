@@ -496,6 +496,7 @@ async fn execute<T: Send + 'static>(
     let (output, is_error) = match result {
         Ok(output) => (output, false),
         Err(error) => {
+            crate::telemetry::global().tool_failed();
             if let super::ToolError::Failed(_) = error {
                 tracing::warn!(tool = %call.name, %error, "tool failed");
             }

@@ -2,7 +2,9 @@
 //! layer adds the microphone and speaker, WAV files and LiveKit rooms.
 
 pub mod console;
+pub mod cpu;
 pub mod file_audio;
+pub mod http;
 pub mod livekit;
 pub mod local;
 pub mod wav;

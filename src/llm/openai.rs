@@ -22,6 +22,7 @@
 //!     items: vec![ChatItem::message(ChatRole::User, "Hello?")],
 //!     tools: vec![],
 //!     purpose: RequestPurpose::Reply,
+//!     fill: None,
 //! }))
 //! .await?;
 //! # let _ = reply;

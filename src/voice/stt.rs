@@ -214,7 +214,10 @@ impl OpenAiStt {
                 Err(_elapsed) => SttError::Timeout(self.timeout),
             };
             let retryable = error.is_retryable();
-            if !retries.back_off(&error, retryable, "transcription").await {
+            if !retries
+                .back_off(&error, retryable, "transcription", "stt")
+                .await
+            {
                 return Err(error);
             }
         }

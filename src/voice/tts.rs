@@ -304,7 +304,7 @@ impl Drive for Driver {
                     let retryable = error.is_retryable();
                     if !self
                         .retries
-                        .back_off(&error, retryable, "speech request")
+                        .back_off(&error, retryable, "speech request", "tts")
                         .await
                     {
                         self.phase = Phase::Finished;

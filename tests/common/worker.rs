@@ -21,8 +21,10 @@ pub fn test_dir(group: &str, name: &str) -> PathBuf {
 }
 
 /// A copy of `config/default.toml` with absolute paths to the menu and prompts (the worker
-/// may run from any directory) and each `(from, to)` of `changes` applied; `from` must be
-/// in the file.
+/// may run from any directory), its health endpoint on a free loopback port (several
+/// workers run at once), the job count alone deciding its load (tests share two cores with
+/// their callers: the CPU rule has unit tests of its own), and each `(from, to)` of
+/// `changes` applied; `from` must be in the file.
 pub fn write_config(dir: &Path, changes: &[(&str, String)]) -> PathBuf {
     let default = std::fs::read_to_string(repo().join("config/default.toml")).expect("default");
     let paths = [
@@ -34,6 +36,11 @@ pub fn write_config(dir: &Path, changes: &[(&str, String)]) -> PathBuf {
             "prompts = \"prompts\"",
             format!("prompts = {:?}", repo().join("prompts")),
         ),
+        (
+            "http_listen = \"0.0.0.0:8081\"",
+            "http_listen = \"127.0.0.1:0\"".to_string(),
+        ),
+        ("cpu_full = 0.9", "cpu_full = 0".to_string()),
     ];
     let mut text = default;
     for (from, to) in paths.iter().chain(changes) {
@@ -129,6 +136,15 @@ impl Worker {
             .filter(|l| l.contains(needle))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Where the worker serves `/health` and `/metrics` (`http://127.0.0.1:PORT`), once it
+    /// has said so in its log.
+    pub fn http_base(&self) -> Option<String> {
+        self.lines_with("health and metrics on")
+            .first()
+            .and_then(|line| field(line, "address"))
+            .map(|address| format!("http://{address}"))
     }
 
     /// Whether the worker has registered with the server.

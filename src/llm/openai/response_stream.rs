@@ -125,7 +125,7 @@ impl Drive for Driver {
                     let retryable = error.is_retryable();
                     if !self
                         .retries
-                        .back_off(&error, retryable, "model request")
+                        .back_off(&error, retryable, "model request", "llm")
                         .await
                     {
                         self.phase = Phase::Finished;

@@ -84,7 +84,8 @@ impl Retries {
 
     /// Whether to try again after `error`: only when it is `retryable` and retries are
     /// left. If so, logs a warning (`"{request} failed, retrying"`, such as
-    /// `"transcription failed, retrying"`) and waits out the pause first.
+    /// `"transcription failed, retrying"`), counts the retry for `provider` (`llm`, `stt`,
+    /// `tts`) in the metrics and waits out the pause first.
     ///
     /// Dropping the future cancels the wait.
     pub async fn back_off<E: fmt::Display>(
@@ -92,6 +93,7 @@ impl Retries {
         error: &E,
         retryable: bool,
         request: &str,
+        provider: &'static str,
     ) -> bool {
         if !retryable || self.made >= self.max {
             return false;
@@ -105,6 +107,7 @@ impl Retries {
             delay_ms = delay.as_millis() as u64,
             "{request} failed, retrying"
         );
+        crate::telemetry::global().provider_retried(provider);
         sleep(delay).await;
         true
     }
@@ -167,12 +170,12 @@ mod tests {
     async fn retries_stop_at_the_limit_or_at_a_final_error() {
         let backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
         let mut retries = Retries::new(2, backoff);
-        assert!(!retries.back_off(&"bad request", false, "test").await);
+        assert!(!retries.back_off(&"bad request", false, "test", "llm").await);
         let started = tokio::time::Instant::now();
-        assert!(retries.back_off(&"timed out", true, "test").await);
-        assert!(retries.back_off(&"timed out", true, "test").await);
+        assert!(retries.back_off(&"timed out", true, "test", "llm").await);
+        assert!(retries.back_off(&"timed out", true, "test", "llm").await);
         assert_eq!(started.elapsed(), Duration::from_millis(750));
-        assert!(!retries.back_off(&"timed out", true, "test").await);
+        assert!(!retries.back_off(&"timed out", true, "test", "llm").await);
         assert_eq!(retries.made(), 2);
     }
 
@@ -197,9 +200,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stopped_request_is_not_retried() {
         let mut retries = Retries::new(2, Backoff::new(Duration::ZERO, Duration::ZERO));
-        assert!(retries.back_off(&"timed out", true, "test").await);
+        assert!(retries.back_off(&"timed out", true, "test", "llm").await);
         retries.stop();
-        assert!(!retries.back_off(&"timed out", true, "test").await);
+        assert!(!retries.back_off(&"timed out", true, "test", "llm").await);
         assert_eq!(retries.made(), 1);
     }
 }

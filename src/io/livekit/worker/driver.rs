@@ -16,6 +16,8 @@ use super::connection::{ConnectError, Connection, Registration};
 use super::job::{AssignedJob, Canceller, JobHandler, cancel_pair};
 use super::jobs::{Input, JobBook, JobBookConfig, JobStart, Output};
 use super::options::{ServerUrl, WorkerOptions};
+use crate::io::cpu::CpuMeter;
+use crate::telemetry::{self, WorkerState};
 
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Connection, ConnectError>> + Send>>;
 
@@ -45,6 +47,7 @@ enum Event {
     Link(LinkEvent),
     TaskEnded(Result<(task::Id, Result<(), String>), JoinError>),
     PingDue,
+    CpuDue,
     BookTimeout,
     DrainDeadline,
     AbortDeadline,
@@ -63,6 +66,8 @@ pub(super) struct Driver {
     outbox: VecDeque<worker_message::Message>,
     next_ping: Instant,
     last_heard: Instant,
+    cpu: CpuMeter,
+    next_cpu_sample: Instant,
     drain_deadline: Option<Instant>,
     abort_at: Option<Instant>,
     drained: bool,
@@ -78,6 +83,7 @@ impl Driver {
             capacity: options.capacity,
             reservation_ttl: options.assignment_timeout,
             participant_name: options.agent_name.clone(),
+            cpu_full: options.cpu_full,
         });
         let now = Instant::now();
         let link = Link::Down {
@@ -96,6 +102,8 @@ impl Driver {
             outbox: VecDeque::new(),
             next_ping: now,
             last_heard: now,
+            cpu: CpuMeter::new(),
+            next_cpu_sample: now,
             drain_deadline: None,
             abort_at: None,
             drained: false,
@@ -107,6 +115,7 @@ impl Driver {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
         tokio::pin!(shutdown);
+        telemetry::global().set_worker_state(WorkerState::Connecting);
         self.link = Link::Connecting {
             attempt: 0,
             connecting: self.connect(),
@@ -122,6 +131,7 @@ impl Driver {
                 event = next_link_event(&mut self.link) => Event::Link(event),
                 Some(ended) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Event::TaskEnded(ended),
                 () = sleep_until(self.next_ping), if link_up => Event::PingDue,
+                () = sleep_until(self.next_cpu_sample) => Event::CpuDue,
                 () = sleep_until_some(self.book.poll_timeout().map(Instant::from_std)) => Event::BookTimeout,
                 () = sleep_until_some(self.drain_deadline) => Event::DrainDeadline,
                 () = sleep_until_some(self.abort_at) => Event::AbortDeadline,
@@ -130,6 +140,7 @@ impl Driver {
                 self.stop_all_jobs();
                 return Err(error);
             }
+            self.report_telemetry();
         }
         if !self.outbox.is_empty() {
             tracing::warn!(
@@ -160,6 +171,7 @@ impl Driver {
                 );
                 self.drain_deadline = Some(now + self.options.drain_timeout);
                 self.book.handle(Input::DrainRequested, now.into_std());
+                telemetry::global().set_worker_state(WorkerState::Draining);
             }
             Event::Link(LinkEvent::RetryDue) => {
                 let attempt = match self.link {
@@ -180,6 +192,12 @@ impl Driver {
             }
             Event::TaskEnded(ended) => self.on_task_ended(ended, now),
             Event::PingDue => self.ping(now).await,
+            Event::CpuDue => {
+                self.next_cpu_sample = now + self.options.load_interval;
+                if let Some(share) = self.cpu.sample().await {
+                    self.book.handle(Input::CpuMeasured(share), now.into_std());
+                }
+            }
             Event::BookTimeout => self.book.handle(Input::Tick, now.into_std()),
             Event::DrainDeadline => {
                 self.drain_deadline = None;
@@ -219,6 +237,9 @@ impl Driver {
                     "worker registered"
                 );
                 self.link = Link::Up(connection);
+                if !self.book.is_draining() {
+                    telemetry::global().set_worker_state(WorkerState::Registered);
+                }
                 self.last_heard = now;
                 self.next_ping = now;
                 self.book.handle(Input::Registered, now.into_std());
@@ -252,6 +273,9 @@ impl Driver {
             server_message::Message::Pong(_) | server_message::Message::Register(_) => return,
             server_message::Message::GoAway(_) => {
                 tracing::info!("the server is draining this connection; re-registering");
+                if !self.book.is_draining() {
+                    telemetry::global().set_worker_state(WorkerState::Connecting);
+                }
                 self.link = Link::Down {
                     retry_at: now,
                     attempt: 0,
@@ -279,6 +303,7 @@ impl Driver {
             return;
         };
         self.cancellers.remove(&job_id);
+        telemetry::global().call_ended(&outcome);
         match &outcome {
             Ok(()) => tracing::info!(job_id, "job finished"),
             Err(error) => tracing::warn!(job_id, error, "job failed"),
@@ -302,6 +327,12 @@ impl Driver {
         let timestamp = i64::try_from(timestamp).unwrap_or(i64::MAX);
         self.send(worker_message::Message::Ping(WorkerPing { timestamp }))
             .await;
+    }
+
+    /// Shows the book's state to the operator (`/metrics`).
+    fn report_telemetry(&self) {
+        let telemetry = telemetry::global();
+        telemetry.set_worker_load(self.book.running(), self.book.load(), self.book.cpu());
     }
 
     /// Carries out what the book decided.
@@ -359,6 +390,9 @@ impl Driver {
     }
 
     fn link_lost(&mut self, attempt: u32, now: Instant) {
+        if !self.book.is_draining() {
+            telemetry::global().set_worker_state(WorkerState::Connecting);
+        }
         let retry_at = now + self.options.backoff.delay(attempt);
         self.link = Link::Down {
             retry_at,

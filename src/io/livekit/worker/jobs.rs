@@ -9,6 +9,8 @@
 //!   *running* from its assignment until its task reports back; both count toward capacity;
 //! - a reservation whose assignment never arrives expires `reservation_ttl` after it was made;
 //! - once draining, every availability request is declined and the status stays `WS_FULL`;
+//! - a worker with a call whose measured CPU use reaches `cpu_full` is `WS_FULL` too (one
+//!   with no call never is: it has nothing to shed, and a busy machine is not its doing);
 //! - [`Output::Drained`] is emitted once, when draining and no job is reserved or running.
 //!
 //! ```
@@ -19,6 +21,7 @@
 //!     capacity: 2,
 //!     reservation_ttl: Duration::from_secs(10),
 //!     participant_name: "Bella Vista".into(),
+//!     cpu_full: Some(0.9),
 //! });
 //! let now = Instant::now();
 //! book.handle(Input::DrainRequested, now);
@@ -39,7 +42,7 @@ use livekit_protocol::{
 pub const SERVER_TARGET_LOAD: f32 = 0.7;
 
 /// How a [`JobBook`] is sized.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobBookConfig {
     /// The most jobs reserved or running at once; at least 1 (0 is treated as 1).
     pub capacity: usize,
@@ -47,6 +50,9 @@ pub struct JobBookConfig {
     pub reservation_ttl: Duration,
     /// The display name of the agent's participant in the room.
     pub participant_name: String,
+    /// The CPU share (0 to 1) at which a worker with calls says it is full; `None`: the CPU
+    /// is not considered (only the job count is).
+    pub cpu_full: Option<f32>,
 }
 
 /// What happened, as the book sees it.
@@ -75,6 +81,8 @@ pub enum Input {
     DrainRequested,
     /// The drain took too long: the remaining jobs must be stopped.
     DrainDeadlinePassed,
+    /// The share of the CPU in use (0 to 1), measured over the last few seconds.
+    CpuMeasured(f32),
     /// Time passed (see [`JobBook::poll_timeout`]).
     Tick,
 }
@@ -131,9 +139,14 @@ pub struct JobBook {
     draining: bool,
     drained_sent: bool,
     last_status: Option<(WorkerStatus, usize)>,
+    last_load: f32,
+    cpu: f32,
     seq: u64,
     outputs: VecDeque<Output>,
 }
+
+/// A change of reported load smaller than this is not worth a status message.
+const LOAD_STEP: f32 = 0.05;
 
 impl JobBook {
     /// An empty book, not draining.
@@ -146,6 +159,8 @@ impl JobBook {
             draining: false,
             drained_sent: false,
             last_status: None,
+            last_load: 0.0,
+            cpu: 0.0,
             seq: 0,
             outputs: VecDeque::new(),
         }
@@ -161,6 +176,7 @@ impl JobBook {
             Input::JobFinished { job_id, outcome } => self.on_finished(job_id, outcome),
             Input::DrainRequested => self.draining = true,
             Input::DrainDeadlinePassed => self.on_drain_deadline(),
+            Input::CpuMeasured(share) => self.cpu = share.clamp(0.0, 1.0),
             Input::Tick => {}
         }
         self.expire(now);
@@ -188,21 +204,45 @@ impl JobBook {
         self.reserved.len()
     }
 
+    /// The last CPU share measured (0 to 1).
+    pub fn cpu(&self) -> f32 {
+        self.cpu
+    }
+
     /// Whether a drain was requested.
     pub fn is_draining(&self) -> bool {
         self.draining
     }
 
-    /// The load reported to the server: the share of capacity in use, scaled so that a full
-    /// worker reports [`SERVER_TARGET_LOAD`]. livekit-server sends no job to a worker at or
-    /// above that load, so reporting the plain share would leave the last 30 % of
-    /// `capacity` unused; fullness itself is said by the `WS_FULL` status.
+    /// The load reported to the server: the larger of the share of capacity in use and the
+    /// share of `cpu_full` in use, scaled so that a full worker reports
+    /// [`SERVER_TARGET_LOAD`]. livekit-server sends no job to a worker at or above that load,
+    /// so reporting the plain share would leave the last 30 % unused; fullness itself is
+    /// said by the `WS_FULL` status. A worker with no call stays just under the target.
     pub fn load(&self) -> f32 {
-        (self.running.len() as f32 / self.config.capacity as f32).min(1.0) * SERVER_TARGET_LOAD
+        let jobs = (self.running.len() as f32 / self.config.capacity as f32).min(1.0);
+        let cpu = match self.config.cpu_full {
+            Some(full) if full > 0.0 => (self.cpu / full).min(1.0),
+            _ => 0.0,
+        };
+        let cpu = if self.running.is_empty() {
+            cpu.min(0.99)
+        } else {
+            cpu
+        };
+        jobs.max(cpu) * SERVER_TARGET_LOAD
+    }
+
+    /// Whether a worker with calls uses as much CPU as it should.
+    fn cpu_saturated(&self) -> bool {
+        !self.running.is_empty() && self.config.cpu_full.is_some_and(|full| self.cpu >= full)
     }
 
     fn status(&self) -> WorkerStatus {
-        if self.draining || self.running.len() + self.reserved.len() >= self.config.capacity {
+        if self.draining
+            || self.running.len() + self.reserved.len() >= self.config.capacity
+            || self.cpu_saturated()
+        {
             WorkerStatus::WsFull
         } else {
             WorkerStatus::WsAvailable
@@ -337,14 +377,16 @@ impl JobBook {
 
     fn announce_status(&mut self) {
         let current = (self.status(), self.running.len());
-        if self.last_status == Some(current) {
+        let load = self.load();
+        if self.last_status == Some(current) && (load - self.last_load).abs() < LOAD_STEP {
             return;
         }
         self.last_status = Some(current);
+        self.last_load = load;
         self.seq += 1;
         let update = UpdateWorkerStatus {
             status: Some(current.0 as i32),
-            load: self.load(),
+            load,
             job_count: u32::try_from(current.1).unwrap_or(u32::MAX),
             draining: self.draining,
             seq: self.seq,
@@ -390,6 +432,7 @@ mod tests {
             capacity,
             reservation_ttl: TTL,
             participant_name: "Bella".into(),
+            cpu_full: Some(0.8),
         })
     }
 
@@ -564,6 +607,41 @@ mod tests {
             (Free, 0.75, 3), // B finished
         ];
         assert_eq!(loads, expected);
+    }
+
+    #[test]
+    fn a_worker_whose_calls_saturate_the_cpu_is_full_until_it_cools_down() {
+        let mut b = book(8);
+        let t0 = Instant::now();
+        // A busy machine with no call here: the load stays under the target, still free.
+        b.handle(Input::CpuMeasured(0.95), t0);
+        let idle = worker_updates(&drain(&mut b));
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].0, WorkerStatus::WsAvailable);
+        assert!(b.load() < SERVER_TARGET_LOAD);
+        b.handle(Input::CpuMeasured(0.2), t0);
+        drain(&mut b);
+        b.handle(offer("A"), t0);
+        b.handle(assign("A"), t0);
+        drain(&mut b);
+        // One call of eight, CPU at 60 % of the 80 % limit: the load follows the CPU.
+        b.handle(Input::CpuMeasured(0.48), t0);
+        let updates = worker_updates(&drain(&mut b));
+        assert_eq!(updates, vec![(WorkerStatus::WsAvailable, 0.6, 1)]);
+        // A small change is not worth a message.
+        b.handle(Input::CpuMeasured(0.49), t0);
+        assert!(worker_updates(&drain(&mut b)).is_empty());
+        // At the limit the worker is full: the next offer is declined.
+        b.handle(Input::CpuMeasured(0.85), t0);
+        let updates = worker_updates(&drain(&mut b));
+        assert_eq!(updates, vec![(WorkerStatus::WsFull, 1.0, 1)]);
+        b.handle(offer("B"), t0);
+        assert_eq!(availability(&drain(&mut b)), vec![("B".to_owned(), false)]);
+        b.handle(Input::CpuMeasured(0.3), t0);
+        let updates = worker_updates(&drain(&mut b));
+        assert_eq!(updates[0].0, WorkerStatus::WsAvailable);
+        b.handle(offer("C"), t0);
+        assert_eq!(availability(&drain(&mut b)), vec![("C".to_owned(), true)]);
     }
 
     #[test]

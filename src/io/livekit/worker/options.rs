@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::WorkerError;
 
 /// Everything [`run_worker`](super::run_worker) needs to know.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct WorkerOptions {
     /// The server: `ws://`, `wss://`, `http://` or `https://`, with or without a path prefix
     /// (the worker endpoint is `<url>/agent?protocol=1`).
@@ -31,6 +31,11 @@ pub struct WorkerOptions {
     pub assignment_timeout: Duration,
     /// Delays between connection attempts.
     pub backoff: Backoff,
+    /// The CPU share (0 to 1) at which a worker with calls reports itself full; `None`:
+    /// only the job count decides.
+    pub cpu_full: Option<f32>,
+    /// How often the CPU is measured (the load follows it).
+    pub load_interval: Duration,
 }
 
 impl std::fmt::Debug for WorkerOptions {
@@ -47,13 +52,16 @@ impl std::fmt::Debug for WorkerOptions {
             .field("register_timeout", &self.register_timeout)
             .field("assignment_timeout", &self.assignment_timeout)
             .field("backoff", &self.backoff)
+            .field("cpu_full", &self.cpu_full)
+            .field("load_interval", &self.load_interval)
             .finish()
     }
 }
 
 impl WorkerOptions {
     /// Options with the defaults: capacity 4, drain 60 s, cancel grace 5 s, ping every 5 s,
-    /// registration within 10 s, assignment within 10 s, backoff 0.5 s doubling to 10 s.
+    /// registration within 10 s, assignment within 10 s, backoff 0.5 s doubling to 10 s,
+    /// full at 90 % CPU with calls running, the CPU measured every 2.5 s.
     pub fn new(url: &str, api_key: &str, api_secret: &str, agent_name: &str) -> Self {
         Self {
             url: url.to_owned(),
@@ -67,6 +75,8 @@ impl WorkerOptions {
             register_timeout: Duration::from_secs(10),
             assignment_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            cpu_full: Some(0.9),
+            load_interval: Duration::from_millis(2500),
         }
     }
 }
