@@ -34,6 +34,19 @@ pub enum AppError {
     /// The prompts directory.
     #[error(transparent)]
     Prompts(#[from] crate::bella_vista::prompts::PromptError),
+    /// The order store's directory does not let this user write.
+    #[error(
+        "cannot write the order store in {}: that directory is not writable by this \
+         process's user (uid {}). Give it to that user (for the container image, whose \
+         user is uid 10001 and whose orders live in /data: `chown 10001:10001 DIR` on the \
+         host directory mounted there) or choose another with --orders-db",
+        dir.display(),
+        user_id()
+    )]
+    DirNotWritable {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// The order store.
     #[error("opening the order store {path}: {source}")]
     Store {
@@ -102,7 +115,36 @@ fn local_language_model(_: &Config) -> Result<Arc<dyn Llm>, AppError> {
 /// The order store named in the config.
 pub fn open_store(config: &Config) -> Result<OrderStore, AppError> {
     let path = config.orders_db();
-    OrderStore::open(&path).map_err(|source| AppError::Store { path, source })
+    OrderStore::open(&path).map_err(|source| match unwritable_dir(&path) {
+        Some(dir) => AppError::DirNotWritable { dir },
+        None => AppError::Store { path, source },
+    })
+}
+
+/// The database's directory, when this process cannot create files in it (the usual
+/// reason a database cannot be opened: a host directory mounted on the image's `/data`).
+fn unwritable_dir(db: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let probe = dir.join(format!(".bella-vista-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(dir.to_path_buf()),
+        Err(_) => None,
+    }
+}
+
+/// This process's user id, for error messages (from `/proc/self/status`).
+fn user_id() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(1).map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The restaurant: menu, rules, prompts and store, from the config.

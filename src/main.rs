@@ -19,7 +19,6 @@ use bella_vista::io::file_audio::{FileInput, Recording};
 use bella_vista::io::http;
 use bella_vista::io::livekit::agent_call::ServerApi;
 use bella_vista::io::livekit::worker::{self, WorkerOptions};
-use bella_vista::io::local;
 use bella_vista::io::wav::{read_wav, write_wav};
 use bella_vista::voice::call::{Pace, run_call};
 use clap::{Parser, Subcommand};
@@ -198,15 +197,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.provider = cli.provider;
     }
     if cli.list_devices {
-        return list_devices();
+        return local_audio::list_devices();
     }
     if cli.local {
-        let devices = LocalDevices {
+        let devices = local_audio::LocalDevices {
             input: cli.input_device,
             output: cli.output_device,
             barge_in: cli.barge_in,
         };
-        return run_local(&config, devices);
+        return local_audio::run_local(&config, devices);
     }
     let Some(command) = cli.command else {
         anyhow::bail!(
@@ -402,50 +401,85 @@ fn connect(config: Config, room: &str) -> anyhow::Result<()> {
     })
 }
 
-fn list_devices() -> anyhow::Result<()> {
-    for device in local::list_devices()? {
-        println!("{device}");
-    }
-    Ok(())
-}
+/// Talking through this computer's microphone and speaker (feature `local-audio`, on by
+/// default; off in the container image, which has no sound devices).
+#[cfg(feature = "local-audio")]
+mod local_audio {
+    use bella_vista::app::{language_model, restaurant, start_session, voice_services};
+    use bella_vista::config::Config;
+    use bella_vista::io::local;
+    use bella_vista::voice::call::{Pace, run_call};
 
-/// The devices and duplex mode asked for with --local.
-struct LocalDevices {
-    input: Option<String>,
-    output: Option<String>,
-    barge_in: bool,
-}
-
-fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
-    let llm = language_model(config)?;
-    let restaurant = restaurant(config)?;
-    let (input, output) = local::open(devices.input.as_deref(), devices.output.as_deref())?;
-    let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
-    pipeline.interruption.enabled = devices.barge_in;
-    eprintln!(
-        "Talking through {} and {}{}. Ctrl-C ends the call.",
-        input.device(),
-        output.device(),
-        if devices.barge_in {
-            " (barge-in on)"
-        } else {
-            " (half duplex)"
-        }
-    );
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let services = voice_services(config, &restaurant)?;
-        let session = start_session(config, &restaurant, llm);
-        let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
-        tokio::select! {
-            finished = call => {
-                let (report, _) = finished?;
-                eprintln!("{}", serde_json::to_string_pretty(&report.summary)?);
-            }
-            _ = tokio::signal::ctrl_c() => eprintln!("call ended"),
+    pub(crate) fn list_devices() -> anyhow::Result<()> {
+        for device in local::list_devices()? {
+            println!("{device}");
         }
         Ok(())
-    })
+    }
+
+    /// The devices and duplex mode asked for with --local.
+    pub(crate) struct LocalDevices {
+        pub(crate) input: Option<String>,
+        pub(crate) output: Option<String>,
+        pub(crate) barge_in: bool,
+    }
+
+    pub(crate) fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
+        let llm = language_model(config)?;
+        let restaurant = restaurant(config)?;
+        let (input, output) = local::open(devices.input.as_deref(), devices.output.as_deref())?;
+        let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
+        pipeline.interruption.enabled = devices.barge_in;
+        eprintln!(
+            "Talking through {} and {}{}. Ctrl-C ends the call.",
+            input.device(),
+            output.device(),
+            if devices.barge_in {
+                " (barge-in on)"
+            } else {
+                " (half duplex)"
+            }
+        );
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let services = voice_services(config, &restaurant)?;
+            let session = start_session(config, &restaurant, llm);
+            let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
+            tokio::select! {
+                finished = call => {
+                    let (report, _) = finished?;
+                    eprintln!("{}", serde_json::to_string_pretty(&report.summary)?);
+                }
+                _ = tokio::signal::ctrl_c() => eprintln!("call ended"),
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A build without sound devices: `--local` and `--list-devices` say so.
+#[cfg(not(feature = "local-audio"))]
+mod local_audio {
+    use bella_vista::config::Config;
+
+    const MISSING: &str = "this build has no microphone or speaker support (it was built \
+        without the local-audio feature, as the container image is); run it as a LiveKit \
+        worker (start) or in the text console";
+
+    pub(crate) struct LocalDevices {
+        pub(crate) input: Option<String>,
+        pub(crate) output: Option<String>,
+        pub(crate) barge_in: bool,
+    }
+
+    pub(crate) fn list_devices() -> anyhow::Result<()> {
+        anyhow::bail!(MISSING)
+    }
+
+    pub(crate) fn run_local(_config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
+        let _ = (devices.input, devices.output, devices.barge_in);
+        anyhow::bail!(MISSING)
+    }
 }
 
 fn run_eval(

@@ -42,10 +42,18 @@ pub struct CallerScript {
     /// Caller turns before the conversation counts as stuck.
     #[serde(default = "default_max_turns")]
     pub max_turns: usize,
+    /// Seconds of conversation before it counts as stuck (a slow model on a busy machine
+    /// must not hold an eval run for long).
+    #[serde(default = "default_max_seconds")]
+    pub max_seconds: u64,
 }
 
 fn default_max_turns() -> usize {
     16
+}
+
+fn default_max_seconds() -> u64 {
+    300
 }
 
 /// A caller that answers by its script's rules.
@@ -135,7 +143,11 @@ pub async fn converse(
     };
     let mut line = caller.script.opening.clone();
     let max_turns = caller.script.max_turns;
-    while !conversation.agent_ended && conversation.turns.len() < max_turns {
+    let deadline = Instant::now() + Duration::from_secs(caller.script.max_seconds);
+    while !conversation.agent_ended
+        && conversation.turns.len() < max_turns
+        && Instant::now() < deadline
+    {
         let started = Instant::now();
         let events = session.send(&line).await;
         let turn = record(line, &events, started.elapsed());
@@ -233,6 +245,7 @@ mod tests {
             fallback: "Two tiramisu.".into(),
             goodbye: None,
             max_turns: 4,
+            max_seconds: 60,
         }
     }
 

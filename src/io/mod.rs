@@ -6,5 +6,6 @@ pub mod cpu;
 pub mod file_audio;
 pub mod http;
 pub mod livekit;
+#[cfg(feature = "local-audio")]
 pub mod local;
 pub mod wav;
