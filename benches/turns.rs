@@ -539,7 +539,13 @@ impl Bella {
 
     /// Checks that exactly `count` orders are stored, each for the scripted $55.20.
     fn verify_orders(&self, count: usize) {
-        let orders = self.restaurant.store.list().expect("orders list");
+        let orders = self
+            .restaurant
+            .store
+            .sqlite()
+            .expect("a SQLite store")
+            .list_all()
+            .expect("orders list");
         assert_eq!(orders.len(), count, "one order stored per conversation");
         for order in &orders {
             assert_eq!(order.total().0, 5520, "order {} total", order.id());

@@ -591,7 +591,13 @@ impl Shared {
 
     /// Checks that the store holds exactly the orders announced, each the scripted one.
     fn verify_orders(&self, announced: &[i64]) {
-        let orders = self.restaurant.store.list().expect("orders list");
+        let orders = self
+            .restaurant
+            .store
+            .sqlite()
+            .expect("a SQLite store")
+            .list_all()
+            .expect("orders list");
         assert_eq!(orders.len(), announced.len(), "one order stored per call");
         let stored: BTreeSet<i64> = orders.iter().map(|o| o.id()).collect();
         let told: BTreeSet<i64> = announced.iter().copied().collect();

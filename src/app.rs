@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::agent::CallerInfo;
 use crate::agent::{AgentSession, SessionHandle};
+use crate::bella_vista::delivery::{DeliveryTask, Webhook};
 use crate::bella_vista::menu::Menu;
 use crate::bella_vista::prompts::Prompts;
-use crate::bella_vista::store::OrderStore;
+use crate::bella_vista::store::{OrderStore, OrdersDb};
 use crate::bella_vista::{Restaurant, order_taker_for};
 use crate::config::Config;
 use crate::config::Provider;
@@ -50,8 +51,8 @@ pub enum AppError {
     /// The order store.
     #[error("opening the order store {path}: {source}")]
     Store {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// The database file or URL (without its password).
+        path: String,
         /// Why.
         source: crate::bella_vista::store::StoreError,
     },
@@ -112,13 +113,45 @@ fn local_language_model(_: &Config) -> Result<Arc<dyn Llm>, AppError> {
     Err(crate::llm::local::LocalLlmError::NotBuilt.into())
 }
 
-/// The order store named in the config.
-pub fn open_store(config: &Config) -> Result<OrderStore, AppError> {
-    let path = config.orders_db();
-    OrderStore::open(&path).map_err(|source| match unwritable_dir(&path) {
-        Some(dir) => AppError::DirNotWritable { dir },
-        None => AppError::Store { path, source },
+/// The order store named in the config: a SQLite file (created when missing) or
+/// PostgreSQL (connected and migrated). With a webhook configured, confirmations queue
+/// their delivery in the same transaction.
+pub async fn open_store(config: &Config) -> Result<OrderStore, AppError> {
+    let db = config.orders_db();
+    let webhook = config.orders.webhook()?;
+    let store = OrderStore::connect(&db).await.map_err(|source| match &db {
+        OrdersDb::Sqlite(path) => match unwritable_dir(path) {
+            Some(dir) => AppError::DirNotWritable { dir },
+            None => AppError::Store {
+                path: db.to_string(),
+                source,
+            },
+        },
+        OrdersDb::Postgres(_) => AppError::Store {
+            path: db.to_string(),
+            source,
+        },
+    })?;
+    Ok(if webhook.is_some() {
+        store.with_outbox()
+    } else {
+        store
     })
+}
+
+/// Delivers webhooks from this process, when one is configured and `[orders] deliver` is
+/// on. Delivery stops when the returned task is dropped.
+pub fn start_delivery(
+    config: &Config,
+    restaurant: &Restaurant,
+) -> Result<Option<DeliveryTask>, AppError> {
+    if !config.orders.deliver {
+        return Ok(None);
+    }
+    let Some(webhook) = Webhook::from_config(&config.orders)? else {
+        return Ok(None);
+    };
+    Ok(Some(DeliveryTask::spawn(restaurant.store.clone(), webhook)))
 }
 
 /// The database's directory, when this process cannot create files in it (the usual
@@ -148,8 +181,8 @@ fn user_id() -> String {
 }
 
 /// The restaurant: menu, rules, prompts and store, from the config.
-pub fn restaurant(config: &Config) -> Result<Arc<Restaurant>, AppError> {
-    restaurant_with_store(config, open_store(config)?)
+pub async fn restaurant(config: &Config) -> Result<Arc<Restaurant>, AppError> {
+    restaurant_with_store(config, open_store(config).await?)
 }
 
 /// The restaurant from the config, with its orders in `store`.
@@ -245,6 +278,7 @@ impl RoomCalls {
             .await
             .map_err(|e| e.to_string())?;
         let caller = Arc::new(CallerInfo::default());
+        caller.set_room(room.name(), room.identity());
         let session = start_session_for(
             &self.config,
             &self.restaurant,

@@ -10,6 +10,7 @@ use crate::agent::SessionOptions;
 use crate::bella_vista::order::OrderLimits;
 use crate::bella_vista::prompts::Prompts;
 use crate::bella_vista::reply_guard::OrderFactsGuard;
+use crate::bella_vista::store::OrdersDb;
 use crate::llm::openai::OpenAiSettings;
 use crate::voice::endpointing::EndpointingConfig;
 use crate::voice::pipeline::{InterruptionConfig, PipelineConfig};
@@ -49,6 +50,9 @@ pub enum ConfigError {
     /// LiveKit variables are missing.
     #[error("no LiveKit server configured: set {0}")]
     NoLiveKit(String),
+    /// A setting has a value that cannot work.
+    #[error("invalid setting {0}")]
+    Invalid(String),
 }
 
 /// Model settings as written in the file.
@@ -217,6 +221,86 @@ impl LiveKitServer {
     }
 }
 
+/// Where confirmed orders go besides the database. Optional in a config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// Each confirmed order is POSTed here as signed JSON; empty: no webhook.
+    pub webhook_url: String,
+    /// The key that signs webhooks (HMAC-SHA256). Only from `BELLA_VISTA_WEBHOOK_SECRET`,
+    /// never written in the file.
+    #[serde(skip)]
+    pub webhook_secret: Option<Secret>,
+    /// Whether this process delivers webhooks (false: `bella-vista orders deliver` does).
+    pub deliver: bool,
+    /// The longest pause between two attempts at one delivery (ms); pauses start at 1 s
+    /// and double up to it.
+    pub retry_max_ms: u64,
+    /// How long one POST may take (ms).
+    pub webhook_timeout_ms: u64,
+    /// How often the deliverer looks for orders confirmed by other workers (ms).
+    pub poll_ms: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            webhook_url: String::new(),
+            webhook_secret: None,
+            deliver: true,
+            retry_max_ms: 60_000,
+            webhook_timeout_ms: 10_000,
+            poll_ms: 1_000,
+        }
+    }
+}
+
+impl OrdersConfig {
+    /// The webhook's URL, checked: `None` when none is set, an error when it is not an
+    /// absolute `http(s)` URL.
+    pub fn webhook(&self) -> Result<Option<reqwest::Url>, ConfigError> {
+        let text = self.webhook_url.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let invalid =
+            |why: &str| ConfigError::Invalid(format!("orders.webhook_url {text:?}: {why}"));
+        let url = reqwest::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("must be an http:// or https:// URL"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("has no host"));
+        }
+        Ok(Some(url))
+    }
+}
+
+/// The kitchen's order board (`bella-vista board`). Optional in a config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoardConfig {
+    /// host:port to serve the board on (env `BELLA_VISTA_BOARD_LISTEN`). Anything but a
+    /// loopback address needs a token.
+    pub listen: String,
+    /// The token staff add to the board's address (`?token=...`); only from
+    /// `BELLA_VISTA_BOARD_TOKEN`, never written in the file.
+    #[serde(skip)]
+    pub token: Option<Secret>,
+    /// How often the board looks for new orders (ms).
+    pub poll_ms: u64,
+}
+
+impl Default for BoardConfig {
+    fn default() -> Self {
+        BoardConfig {
+            listen: "127.0.0.1:8090".into(),
+            token: None,
+            poll_ms: 250,
+        }
+    }
+}
+
 /// Phone calls (callers through LiveKit SIP). Optional in a config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -307,9 +391,9 @@ pub struct PathsConfig {
     pub menu: PathBuf,
     /// Directory of prompt overrides.
     pub prompts: PathBuf,
-    /// The order database.
+    /// The order database: a SQLite file, or a `postgres://` URL shared by many workers.
     #[serde(default)]
-    pub orders_db: Option<PathBuf>,
+    pub orders_db: Option<OrdersDb>,
 }
 
 /// All settings.
@@ -327,6 +411,12 @@ pub struct Config {
     /// Phone calls.
     #[serde(default)]
     pub phone: PhoneConfig,
+    /// Where confirmed orders are sent.
+    #[serde(default)]
+    pub orders: OrdersConfig,
+    /// The kitchen's order board.
+    #[serde(default)]
+    pub board: BoardConfig,
     /// The built-in local models.
     #[serde(default)]
     pub local: LocalConfig,
@@ -351,7 +441,15 @@ pub struct EnvOverrides {
     /// `BELLA_VISTA_MODEL`.
     pub model: Option<String>,
     /// `BELLA_VISTA_ORDERS_DB`.
-    pub orders_db: Option<PathBuf>,
+    pub orders_db: Option<OrdersDb>,
+    /// `BELLA_VISTA_WEBHOOK_URL`.
+    pub webhook_url: Option<String>,
+    /// `BELLA_VISTA_WEBHOOK_SECRET`.
+    pub webhook_secret: Option<Secret>,
+    /// `BELLA_VISTA_BOARD_TOKEN`.
+    pub board_token: Option<Secret>,
+    /// `BELLA_VISTA_BOARD_LISTEN`.
+    pub board_listen: Option<String>,
     /// `BELLA_VISTA_HTTP_LISTEN` (set but empty: no endpoint).
     pub http_listen: Option<String>,
     /// `XDG_DATA_HOME`.
@@ -368,7 +466,11 @@ impl EnvOverrides {
             api_key: var("OPENAI_API_KEY").map(Secret::new),
             base_url: var("OPENAI_BASE_URL"),
             model: var("BELLA_VISTA_MODEL"),
-            orders_db: var("BELLA_VISTA_ORDERS_DB").map(PathBuf::from),
+            orders_db: var("BELLA_VISTA_ORDERS_DB").map(|db| OrdersDb::parse(&db)),
+            webhook_url: var("BELLA_VISTA_WEBHOOK_URL"),
+            webhook_secret: var("BELLA_VISTA_WEBHOOK_SECRET").map(Secret::new),
+            board_token: var("BELLA_VISTA_BOARD_TOKEN").map(Secret::new),
+            board_listen: var("BELLA_VISTA_BOARD_LISTEN"),
             http_listen: std::env::var("BELLA_VISTA_HTTP_LISTEN").ok(),
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -417,11 +519,23 @@ impl Config {
         if env.orders_db.is_some() {
             self.paths.orders_db = env.orders_db.clone();
         }
+        if let Some(url) = &env.webhook_url {
+            self.orders.webhook_url = url.clone();
+        }
+        if env.webhook_secret.is_some() {
+            self.orders.webhook_secret = env.webhook_secret.clone();
+        }
+        if env.board_token.is_some() {
+            self.board.token = env.board_token.clone();
+        }
+        if let Some(listen) = &env.board_listen {
+            self.board.listen = listen.clone();
+        }
         if let Some(listen) = &env.http_listen {
             self.livekit.http_listen = listen.trim().to_string();
         }
         if self.paths.orders_db.is_none() {
-            self.paths.orders_db = Some(default_orders_db(env));
+            self.paths.orders_db = Some(OrdersDb::Sqlite(default_orders_db(env)));
         }
     }
 
@@ -529,11 +643,11 @@ impl Config {
     }
 
     /// Where orders are stored.
-    pub fn orders_db(&self) -> PathBuf {
+    pub fn orders_db(&self) -> OrdersDb {
         self.paths
             .orders_db
             .clone()
-            .unwrap_or_else(|| PathBuf::from("orders.db"))
+            .unwrap_or_else(|| OrdersDb::Sqlite(PathBuf::from("orders.db")))
     }
 }
 
@@ -579,7 +693,7 @@ mod tests {
         assert_eq!(settings.first_token_timeout, Duration::from_secs(20));
         assert_eq!(
             config.orders_db(),
-            PathBuf::from("/home/x/.local/share/bella-vista/orders.db")
+            OrdersDb::Sqlite(PathBuf::from("/home/x/.local/share/bella-vista/orders.db"))
         );
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::agent::eval::{Conversation, RuleCaller, converse};
 use crate::app::{AppError, restaurant_with_store, start_session};
 use crate::bella_vista::eval::{Scenario, load_scenarios};
-use crate::bella_vista::store::OrderStore;
+use crate::bella_vista::store::{OrderStore, SqliteOrders};
 use crate::config::Config;
 use crate::llm::Llm;
 
@@ -111,21 +111,22 @@ async fn run_scenario(
     file: PathBuf,
     scenario: Scenario,
 ) -> Result<ScenarioReport, AppError> {
-    let store = OrderStore::open_in_memory().map_err(|source| AppError::Store {
+    let sqlite = SqliteOrders::open_in_memory().map_err(|source| AppError::Store {
         path: "(memory)".into(),
         source,
     })?;
-    let restaurant = restaurant_with_store(config, store.clone())?;
+    let store = OrderStore::from(sqlite.clone());
+    let restaurant = restaurant_with_store(config, store)?;
     let mut session = start_session(config, &restaurant, llm);
-    let watched = store.clone();
+    let watched = sqlite.clone();
     let conversation = converse(
         &mut session,
         RuleCaller::new(scenario.caller.clone()),
-        move || watched.list().is_ok_and(|orders| !orders.is_empty()),
+        move || watched.list_all().is_ok_and(|orders| !orders.is_empty()),
     )
     .await;
     drop(session);
-    let stored = store.list().map_err(|e| e.to_string());
+    let stored = sqlite.list_all().map_err(|e| e.to_string());
     let tools: Vec<_> = conversation
         .turns
         .iter()

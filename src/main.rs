@@ -8,12 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use bella_vista::app::{
-    AppError, RoomCalls, language_model, open_store, restaurant, start_session, voice_services,
+    AppError, RoomCalls, language_model, open_store, restaurant, start_delivery, start_session,
+    voice_services,
 };
+use bella_vista::bella_vista::delivery::{DeliveryTask, Webhook, deliver_forever};
+use bella_vista::bella_vista::store::OrdersDb;
 use bella_vista::config::LiveKitServer;
 use bella_vista::config::Provider;
 use bella_vista::config::{Config, ConfigError, EnvOverrides};
 use bella_vista::eval;
+use bella_vista::io::board;
 use bella_vista::io::console::{self, ConsoleRenderer};
 use bella_vista::io::file_audio::{FileInput, Recording};
 use bella_vista::io::http;
@@ -31,10 +35,11 @@ struct Cli {
     /// Settings file (default: the built-in config/default.toml).
     #[arg(long, global = true, env = "BELLA_VISTA_CONFIG")]
     config: Option<PathBuf>,
-    /// Order database (default: $XDG_DATA_HOME/bella-vista/orders.db or
-    /// ~/.local/share/bella-vista/orders.db, else ./orders.db).
+    /// Order database: a SQLite file (default: $XDG_DATA_HOME/bella-vista/orders.db or
+    /// ~/.local/share/bella-vista/orders.db, else ./orders.db) or a postgres:// URL that
+    /// many workers share (also BELLA_VISTA_ORDERS_DB).
     #[arg(long, global = true)]
-    orders_db: Option<PathBuf>,
+    orders_db: Option<String>,
     /// Model name at the OpenAI-compatible server (overrides config and BELLA_VISTA_MODEL).
     #[arg(long, global = true)]
     model: Option<String>,
@@ -125,6 +130,9 @@ enum Command {
         #[arg(long)]
         min_pass: Option<usize>,
     },
+    /// The kitchen's order board: today's orders live in a browser, marked done there
+    /// (`[board] listen`, default 127.0.0.1:8090; elsewhere BELLA_VISTA_BOARD_TOKEN).
+    Board,
     /// The stored orders.
     Orders {
         #[command(subcommand)]
@@ -139,7 +147,15 @@ enum OrdersCommand {
         /// Print a JSON array (for other programs).
         #[arg(long)]
         json: bool,
+        /// Only orders the webhook receiver has not accepted yet (pending or parked), with
+        /// the last error.
+        #[arg(long)]
+        undelivered: bool,
     },
+    /// Deliver confirmed orders to the webhook (`[orders] webhook_url`) from this process
+    /// alone, until stopped; for deployments whose workers run with `[orders] deliver =
+    /// false`.
+    Deliver,
 }
 
 fn main() -> ExitCode {
@@ -157,8 +173,12 @@ fn main() -> ExitCode {
                     _ => None,
                 }
             });
-            let usage = config_error
-                .is_some_and(|e| matches!(e, ConfigError::NoProvider | ConfigError::NoLiveKit(_)));
+            let usage = config_error.is_some_and(|e| {
+                matches!(
+                    e,
+                    ConfigError::NoProvider | ConfigError::NoLiveKit(_) | ConfigError::Invalid(_)
+                )
+            });
             eprintln!("error: {error:#}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -187,8 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(model) = cli.model {
         config.llm.model = model;
     }
-    if let Some(path) = cli.orders_db {
-        config.paths.orders_db = Some(path);
+    if let Some(db) = cli.orders_db {
+        config.paths.orders_db = Some(OrdersDb::parse(&db));
     }
     if let Some(path) = cli.menu {
         config.paths.menu = path;
@@ -235,16 +255,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Connect { room } => connect(config, &room),
         Command::Orders {
-            command: OrdersCommand::List { json },
-        } => list_orders(&config, json),
+            command: OrdersCommand::List { json, undelivered },
+        } => list_orders(&config, json, undelivered),
+        Command::Orders {
+            command: OrdersCommand::Deliver,
+        } => deliver_orders(&config),
+        Command::Board => run_board(&config),
     }
 }
 
 fn run_console(config: &Config) -> anyhow::Result<()> {
     let llm = language_model(config)?;
-    let restaurant = restaurant(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let restaurant = restaurant(config).await?;
+        let _delivery = start_delivery(config, &restaurant)?;
         let session = start_session(config, &restaurant, llm);
         let interactive = std::io::stdin().is_terminal();
         let styled = std::io::stdout().is_terminal();
@@ -262,11 +287,12 @@ fn simulate(
     fast: bool,
 ) -> anyhow::Result<()> {
     let llm = language_model(config)?;
-    let restaurant = restaurant(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let restaurant = runtime.block_on(restaurant(config))?;
     let audio = read_wav(caller).with_context(|| format!("reading {}", caller.display()))?;
     let pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let _delivery = start_delivery(config, &restaurant)?;
         let services = voice_services(config, &restaurant)?;
         let session = start_session(config, &restaurant, llm);
         let input = FileInput::new(&audio, pipeline.frame, !fast);
@@ -288,12 +314,17 @@ fn simulate(
     })
 }
 
-fn room_calls(config: Config, server: &LiveKitServer) -> anyhow::Result<RoomCalls> {
+async fn room_calls(
+    config: Config,
+    server: &LiveKitServer,
+) -> anyhow::Result<(RoomCalls, Option<DeliveryTask>)> {
     let llm = language_model(&config)?;
-    let restaurant = restaurant(&config)?;
+    let restaurant = restaurant(&config).await?;
+    let delivery = start_delivery(&config, &restaurant)?;
     let services = voice_services(&config, &restaurant)?;
     let api = ServerApi::new(&server.url, &server.api_key, server.api_secret.expose());
-    Ok(RoomCalls::new(Arc::new(config), restaurant, llm, services).with_server_api(api))
+    let calls = RoomCalls::new(Arc::new(config), restaurant, llm, services).with_server_api(api);
+    Ok((calls, delivery))
 }
 
 fn run_worker(config: Config) -> anyhow::Result<()> {
@@ -319,7 +350,7 @@ fn run_worker(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         serve_health(&config.livekit.http_listen).await;
-        let calls = room_calls(config, &server)?;
+        let (calls, _delivery) = room_calls(config, &server).await?;
         let shutdown = async {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; finishing the running ones");
@@ -392,7 +423,7 @@ fn connect(config: Config, room: &str) -> anyhow::Result<()> {
         .to_string();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let calls = room_calls(config, &server)?;
+        let (calls, _delivery) = room_calls(config, &server).await?;
         tokio::select! {
             result = calls.run(&url, &token) => result.map_err(anyhow::Error::msg)?,
             _ = shutdown_signal() => eprintln!("left the room"),
@@ -426,7 +457,8 @@ mod local_audio {
 
     pub(crate) fn run_local(config: &Config, devices: LocalDevices) -> anyhow::Result<()> {
         let llm = language_model(config)?;
-        let restaurant = restaurant(config)?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        let restaurant = runtime.block_on(restaurant(config))?;
         let (input, output) = local::open(devices.input.as_deref(), devices.output.as_deref())?;
         let mut pipeline = config.pipeline_config(&restaurant.prompts.did_not_catch);
         pipeline.interruption.enabled = devices.barge_in;
@@ -440,8 +472,8 @@ mod local_audio {
                 " (half duplex)"
             }
         );
-        let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async {
+            let _delivery = super::start_delivery(config, &restaurant)?;
             let services = voice_services(config, &restaurant)?;
             let session = start_session(config, &restaurant, llm);
             let call = run_call(session, &services, pipeline, input, output, Pace::RealTime);
@@ -512,8 +544,15 @@ fn run_eval(
     Ok(())
 }
 
-fn list_orders(config: &Config, json: bool) -> anyhow::Result<()> {
-    let orders = open_store(config)?.list()?;
+fn list_orders(config: &Config, json: bool, undelivered: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    if undelivered {
+        return runtime.block_on(list_undelivered(config, json));
+    }
+    let orders = runtime.block_on(async {
+        let store = open_store(config).await?;
+        anyhow::Ok(store.list(None).await?)
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&orders)?);
         return Ok(());
@@ -539,4 +578,61 @@ fn list_orders(config: &Config, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn list_undelivered(config: &Config, json: bool) -> anyhow::Result<()> {
+    let undelivered = open_store(config).await?.undelivered().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&undelivered)?);
+        return Ok(());
+    }
+    if undelivered.is_empty() {
+        println!("Every order was delivered.");
+    }
+    for delivery in &undelivered {
+        println!(
+            "#{} {:?} after {} attempt(s){}",
+            delivery.order_id,
+            delivery.state,
+            delivery.attempts,
+            delivery
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn deliver_orders(config: &Config) -> anyhow::Result<()> {
+    let webhook = Webhook::from_config(&config.orders)?
+        .context("no webhook to deliver to: set [orders] webhook_url or BELLA_VISTA_WEBHOOK_URL")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = open_store(config).await?;
+        eprintln!(
+            "Delivering orders from {} until Ctrl-C.",
+            config.orders_db()
+        );
+        tokio::select! {
+            () = deliver_forever(store, webhook) => {}
+            () = shutdown_signal() => {}
+        }
+        Ok(())
+    })
+}
+
+fn run_board(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = open_store(config).await?;
+        let board = board::Board::bind(&config.board, store).await?;
+        eprintln!("Order board on {}", board.address_for_people());
+        tokio::select! {
+            result = board.serve() => result?,
+            () = shutdown_signal() => {}
+        }
+        Ok(())
+    })
 }

@@ -76,6 +76,8 @@ pub struct Telemetry {
     turn: Histogram,
     tool_errors: Counter,
     provider_retries: Family<Labels, Counter>,
+    orders: Family<Labels, Counter>,
+    webhook_deliveries: Family<Labels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -151,6 +153,18 @@ impl Telemetry {
             "Requests to a model provider retried, by provider (llm, stt, tts)",
             provider_retries.clone(),
         );
+        let orders = Family::<Labels, Counter>::default();
+        registry.register(
+            "orders",
+            "Order confirmations, by outcome (stored, or failed: the database was unreachable)",
+            orders.clone(),
+        );
+        let webhook_deliveries = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, failed: retried, parked: refused)",
+            webhook_deliveries.clone(),
+        );
         Telemetry {
             registry,
             state: AtomicU8::new(WorkerState::Connecting as u8),
@@ -165,6 +179,8 @@ impl Telemetry {
             turn,
             tool_errors,
             provider_retries,
+            orders,
+            webhook_deliveries,
         }
     }
 
@@ -229,6 +245,18 @@ impl Telemetry {
     pub fn provider_retried(&self, provider: &'static str) {
         self.provider_retries
             .get_or_create(&vec![("provider", provider)])
+            .inc();
+    }
+
+    /// Counts an order confirmation: `stored`, or `failed` (the database was unreachable).
+    pub fn order_confirmed(&self, outcome: &'static str) {
+        self.orders.get_or_create(&vec![("outcome", outcome)]).inc();
+    }
+
+    /// Counts a webhook delivery attempt: `delivered`, `failed` or `parked`.
+    pub fn webhook_attempted(&self, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&vec![("outcome", outcome)])
             .inc();
     }
 

@@ -48,8 +48,10 @@ async fn interrupting_a_reply_in_generation_cancels_it_and_keeps_only_what_was_h
         .unwrap();
     // wait for the reply to start streaming
     loop {
-        if let Some(SessionEvent::TextDelta { .. }) = handle.next_event().await {
-            break;
+        match handle.next_event().await {
+            Some(SessionEvent::TextDelta { .. }) => break,
+            Some(_) => {}
+            None => panic!("the session ended before the reply started streaming"),
         }
     }
     handle

@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bella_vista::app::{RoomCalls, restaurant};
-use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::app::{RoomCalls, restaurant_with_store};
+use bella_vista::bella_vista::store::{OrderStore, SqliteOrders};
 use bella_vista::config::{Config, Provider};
 use bella_vista::io::livekit::worker::{WorkerOptions, run_worker};
 use bella_vista::io::wav::write_wav;
@@ -62,11 +62,10 @@ impl Worker {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("orders.db");
         let mut config = Config::builtin().unwrap();
-        config.paths.orders_db = Some(db.clone());
         config.livekit.caller_wait_ms = 4000;
         // The scripted model stands in for a hosted one: the flow a hosted model gets.
         config.provider = Some(Provider::Openai);
-        let restaurant = restaurant(&config).unwrap();
+        let restaurant = restaurant_with_store(&config, OrderStore::open(&db).unwrap()).unwrap();
         let calls = RoomCalls::new(
             Arc::new(config),
             restaurant,
@@ -91,9 +90,9 @@ impl Worker {
             let _ = stop.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-        OrderStore::open(&self.db)
+        SqliteOrders::open(&self.db)
             .unwrap()
-            .list()
+            .list_all()
             .unwrap()
             .iter()
             .map(as_json)

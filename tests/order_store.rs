@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::bella_vista::store::SqliteOrders;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use common::bella::*;
 use serde_json::json;
@@ -30,9 +30,9 @@ async fn confirming_twice_writes_one_row_and_it_is_durable_before_the_announceme
         // the first request after the tool returned: the row must already be on disk
         Step::summary("Three pizzas, confirmed.").expect(move |_| {
             let path = path_for_check.lock().unwrap().clone().expect("path set");
-            let rows = OrderStore::open(&path)
+            let rows = SqliteOrders::open(&path)
                 .map_err(|e| e.to_string())?
-                .list()
+                .list_all()
                 .map_err(|e| e.to_string())?;
             *rows_for_check.lock().unwrap() = Some(rows.len());
             Ok(())
@@ -89,5 +89,11 @@ async fn hanging_up_mid_order_stores_nothing() {
             .any(|e| matches!(e, bella_vista::agent::SessionEvent::SessionEnded))
     );
     llm.verify().unwrap();
-    assert!(OrderStore::open(&db).unwrap().list().unwrap().is_empty());
+    assert!(
+        SqliteOrders::open(&db)
+            .unwrap()
+            .list_all()
+            .unwrap()
+            .is_empty()
+    );
 }

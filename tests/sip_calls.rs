@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bella_vista::bella_vista::prompts::Prompts;
-use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::bella_vista::store::SqliteOrders;
 use common::openai_server::{
     Endpoint, FakeOpenAi, Response, SPEECH_PER_CHAR, text_chunks, tool_call_chunks,
 };
@@ -141,9 +141,9 @@ impl Phone {
 }
 
 fn stored_orders(dir: &Path) -> Vec<Value> {
-    OrderStore::open(&Worker::orders_db_in(dir, "phone"))
+    SqliteOrders::open(&Worker::orders_db_in(dir, "phone"))
         .expect("orders db")
-        .list()
+        .list_all()
         .expect("list")
         .iter()
         .map(|o| serde_json::to_value(o).expect("json"))

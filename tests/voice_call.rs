@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use bella_vista::bella_vista::store::OrderStore;
+use bella_vista::bella_vista::store::SqliteOrders;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use bella_vista::voice::pipeline::PipelineConfig;
 use common::bella::*;
@@ -66,7 +66,7 @@ async fn a_whole_order_from_a_caller_wav_is_stored_and_reported() {
     }
 
     // the order
-    let orders = OrderStore::open(&result.db).unwrap().list().unwrap();
+    let orders = SqliteOrders::open(&result.db).unwrap().list_all().unwrap();
     assert_eq!(orders.len(), 1);
     let order = as_json(&orders[0]);
     assert_eq!(order["items"][0]["name"], "Tiramisu");

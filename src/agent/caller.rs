@@ -21,6 +21,8 @@ pub enum CallerKind {
 pub struct CallerInfo {
     kind: OnceLock<CallerKind>,
     phone: OnceLock<String>,
+    room: OnceLock<String>,
+    agent_identity: OnceLock<String>,
 }
 
 impl CallerInfo {
@@ -33,6 +35,22 @@ impl CallerInfo {
     pub fn set_phone(&self, phone: &str) {
         let _ = self.phone.set(phone.to_string());
         self.set_kind(CallerKind::Phone);
+    }
+
+    /// Records the room the call takes place in and the agent's identity there.
+    pub fn set_room(&self, room: &str, agent_identity: &str) {
+        let _ = self.room.set(room.to_string());
+        let _ = self.agent_identity.set(agent_identity.to_string());
+    }
+
+    /// The room of the call, when it runs in one.
+    pub fn room(&self) -> Option<&str> {
+        self.room.get().map(String::as_str)
+    }
+
+    /// The agent's participant identity in that room.
+    pub fn agent_identity(&self) -> Option<&str> {
+        self.agent_identity.get().map(String::as_str)
     }
 
     /// How the caller reached the agent, once known.

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::tool::{DynTool, Tool};
+use super::tool::{DynTool, Tool, ToolSet};
 use crate::llm::ToolSpec;
 
 /// What a task does when it takes over the conversation.
@@ -91,6 +91,16 @@ impl<T: Send + 'static> AgentTask<T> {
     pub fn with_tool(mut self, tool: impl Tool<T>) -> Self {
         self.push_tool(Arc::new(tool));
         self
+    }
+
+    /// Adds every tool of `tools` (see [`tools`](crate::agent::tools)).
+    pub fn with_tools<S: ToolSet<T>>(self, tools: S) -> Self {
+        Arc::new(tools).add_to(self)
+    }
+
+    /// Adds every tool of `tools`, already shared.
+    pub fn with_shared_tools<S: ToolSet<T>>(self, tools: Arc<S>) -> Self {
+        tools.add_to(self)
     }
 
     /// Sets what happens when the task takes over.

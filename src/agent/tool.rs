@@ -31,6 +31,21 @@ pub enum ToolError {
     Failed(String),
 }
 
+/// What a tool body returns: the text the model reads, or why it did not work.
+pub type ToolResult = Result<String, ToolError>;
+
+/// The tools of one type, made by [`tools`](crate::agent::tools) from its `#[tool]`
+/// methods; [`AgentTask::with_tools`](crate::agent::AgentTask::with_tools) offers them all.
+/// Each tool holds the value (shared), so its methods read the task's fields through
+/// `&self`.
+pub trait ToolSet<T>: Send + Sync + 'static {
+    /// Adds every tool to `task`.
+    fn add_to(
+        self: std::sync::Arc<Self>,
+        task: crate::agent::AgentTask<T>,
+    ) -> crate::agent::AgentTask<T>;
+}
+
 /// A tool that a task offers the model. `T` is the result type of the task it belongs to.
 ///
 /// Implement this for tools that need `async` (running a task, a database write); use

@@ -3,11 +3,12 @@
 //! `end_call()` and `transfer_to_staff()`. Both are withheld while a task enters, and both
 //! say their sentence from code, so the caller hears exactly what happens.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use super::order_flow::Restaurant;
-use crate::agent::{AgentTask, CallerInfo, NoArgs, Tool, ToolContext, ToolError, TransferError};
+use crate::agent::{
+    AgentTask, CallerInfo, ToolContext, ToolError, ToolResult, TransferError, tools,
+};
 
 /// Adds `end_call` and `transfer_to_staff` to `task`.
 pub fn with_call_tools<T: Send + 'static>(
@@ -15,117 +16,76 @@ pub fn with_call_tools<T: Send + 'static>(
     restaurant: &Restaurant,
     caller: &Arc<CallerInfo>,
 ) -> AgentTask<T> {
-    task.with_tool(EndCall {
-        goodbye: restaurant.prompts.goodbye.clone(),
-    })
-    .with_tool(TransferToStaff {
+    task.with_tools(CallTools {
         caller: caller.clone(),
-        to: restaurant.transfer_to.clone(),
+        transfer_to: restaurant.transfer_to.clone(),
+        goodbye: restaurant.prompts.goodbye.clone(),
         transferring: restaurant.prompts.transferring.clone(),
-        failed: restaurant.prompts.transfer_failed.clone(),
+        transfer_failed: restaurant.prompts.transfer_failed.clone(),
     })
 }
 
-/// `end_call()`: says goodbye and hangs up once the goodbye has played. An order not yet
-/// confirmed is not placed.
-struct EndCall {
+/// What the call tools need: who is calling, where staff are, and what to say.
+struct CallTools {
+    caller: Arc<CallerInfo>,
+    transfer_to: Option<String>,
     goodbye: String,
+    transferring: String,
+    transfer_failed: String,
 }
 
-impl<T: Send + 'static> Tool<T> for EndCall {
-    type Args = NoArgs;
-
-    fn name(&self) -> &str {
-        "end_call"
-    }
-
-    fn description(&self) -> String {
-        "End the phone call, when the caller has nothing more to order or ask and says \
-         goodbye, or asks to hang up. The goodbye is said for you. An order that was not \
-         confirmed yet is not placed."
-            .into()
-    }
-
-    fn hidden_on_enter(&self) -> bool {
-        true
-    }
-
-    fn call(
-        &self,
-        ctx: &mut ToolContext<'_, T>,
-        _: NoArgs,
-    ) -> impl Future<Output = Result<String, ToolError>> + Send {
+#[tools]
+impl CallTools {
+    /// End the phone call, when the caller has nothing more to order or ask and says goodbye,
+    /// or asks to hang up. The goodbye is said for you. An order that was not confirmed yet is
+    /// not placed.
+    ///
+    /// The caller hears the goodbye; the call ends once it has played out.
+    #[tool(hidden_on_enter)]
+    fn end_call<T: Send + 'static>(&self, ctx: &mut ToolContext<'_, T>) -> ToolResult {
         ctx.say(self.goodbye.clone());
         ctx.hang_up();
-        std::future::ready(Ok("The call is ending.".to_string()))
-    }
-}
-
-/// `transfer_to_staff()`: hands a phone caller to the restaurant's staff number. The caller
-/// hears that they are being transferred; if it fails they hear so and the call goes on.
-struct TransferToStaff {
-    caller: Arc<CallerInfo>,
-    to: Option<String>,
-    transferring: String,
-    failed: String,
-}
-
-impl<T: Send + 'static> Tool<T> for TransferToStaff {
-    type Args = NoArgs;
-
-    fn name(&self) -> &str {
-        "transfer_to_staff"
+        Ok("The call is ending.".to_string())
     }
 
-    fn description(&self) -> String {
-        "Transfer the caller to a member of the restaurant's staff, when they ask for a \
-         person or you cannot help them. What to say is said for you."
-            .into()
-    }
-
-    fn hidden_on_enter(&self) -> bool {
-        true
-    }
-
-    fn call(
+    /// Transfer the caller to a member of the restaurant's staff, when they ask for a person or
+    /// you cannot help them. What to say is said for you.
+    ///
+    /// The caller hears that they are being transferred; if it fails they hear so and the
+    /// call goes on.
+    #[tool(hidden_on_enter)]
+    async fn transfer_to_staff<T: Send + 'static>(
         &self,
         ctx: &mut ToolContext<'_, T>,
-        _: NoArgs,
-    ) -> impl Future<Output = Result<String, ToolError>> + Send {
-        let target = if !self.caller.is_phone() {
-            Err(ToolError::Rejected(
+    ) -> ToolResult {
+        if !self.caller.is_phone() {
+            return Err(ToolError::Rejected(
                 "this caller is not on the telephone, so they cannot be transferred. Tell \
                  them you cannot put them through and offer to help them yourself."
                     .into(),
-            ))
-        } else {
-            self.to.clone().ok_or_else(|| {
-                ToolError::Rejected(
-                    "no staff number is set up for transfers. Tell the caller nobody can \
-                     take the call right now and offer to help them yourself."
-                        .into(),
-                )
-            })
+            ));
+        }
+        let Some(to) = &self.transfer_to else {
+            return Err(ToolError::Rejected(
+                "no staff number is set up for transfers. Tell the caller nobody can take \
+                 the call right now and offer to help them yourself."
+                    .into(),
+            ));
         };
-        let transferring = self.transferring.clone();
-        let failed = self.failed.clone();
-        async move {
-            let to = target?;
-            ctx.say(transferring);
-            match ctx.transfer(&to).await {
-                Ok(()) => Ok("The caller was transferred to staff.".into()),
-                Err(TransferError::SessionClosed) => Err(ToolError::Failed(
-                    "the call ended during the transfer".into(),
-                )),
-                Err(TransferError::Failed(reason)) => {
-                    tracing::warn!(%reason, to, "transfer to staff failed");
-                    ctx.say(failed);
-                    Err(ToolError::Rejected(
-                        "the transfer did not work, and the caller has just been told so. \
-                         Do not say it again: go on helping them."
-                            .into(),
-                    ))
-                }
+        ctx.say(self.transferring.clone());
+        match ctx.transfer(to).await {
+            Ok(()) => Ok("The caller was transferred to staff.".into()),
+            Err(TransferError::SessionClosed) => Err(ToolError::Failed(
+                "the call ended during the transfer".into(),
+            )),
+            Err(TransferError::Failed(reason)) => {
+                tracing::warn!(%reason, to, "transfer to staff failed");
+                ctx.say(self.transfer_failed.clone());
+                Err(ToolError::Rejected(
+                    "the transfer did not work, and the caller has just been told so. Do not \
+                     say it again: go on helping them."
+                        .into(),
+                ))
             }
         }
     }

@@ -2,34 +2,20 @@
 
 use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
 use super::call_tools::with_call_tools;
-use super::check_menu::check_menu;
+use super::check_menu::CheckMenu;
 use super::order::OrderItem;
 use super::order_flow::{OrderFlow, describe_item, item_id};
 use super::prompts::fill;
-use crate::agent::{AgentTask, NoArgs, StallAction, TaskResults, ToolContext, ToolError, tool_fn};
+use crate::agent::{
+    AgentTask, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
+};
 
 /// Caller turns without a tool before a task asks its question again from code.
 pub(crate) const STALL_TURNS: usize = 3;
 
 /// The task's result: the item, or `None` when the caller changed their mind.
 pub type ItemResult = Option<OrderItem>;
-
-/// Arguments of `confirm_item`. The price is not an argument: it comes from the menu.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ConfirmItemArgs {
-    /// The dish as named on the menu.
-    pub name: String,
-    /// How many portions.
-    pub quantity: i64,
-    /// Changes the caller asked for, such as "no garlic"; an empty list if none.
-    pub modifications: Vec<String>,
-    /// Whether the caller wants to order another item after this one.
-    pub more_items: bool,
-}
 
 /// Builds the task for item `number`, given the results so far.
 pub fn collect_order_item(
@@ -64,8 +50,6 @@ pub fn collect_order_item(
     let instructions = fill(&restaurant.prompts.collect_order_item, &values);
     let enter = fill(&restaurant.prompts.collect_order_item_enter, &values);
 
-    let confirm_flow = flow.clone();
-    let cancel_flow = flow.clone();
     let say = if has_other_items {
         &restaurant.prompts.item_next_say
     } else {
@@ -80,82 +64,106 @@ pub fn collect_order_item(
             StallAction::Say(restaurant.prompts.item_stall.clone()),
         );
     with_call_tools(task, restaurant, flow.caller())
-        .with_tool(check_menu(restaurant_arc(&flow)))
-        .with_tool(
-            tool_fn(
-                "confirm_item",
-                "Confirm this item once the caller has given the dish, quantity, \
-                 modifications (or none) and whether they want more items.",
-                move |ctx: &mut ToolContext<'_, ItemResult>, args: ConfirmItemArgs| {
-                    confirm_item(&confirm_flow, number, ctx, args)
-                },
-            )
-            .hidden_on_enter(),
-        )
-        .with_tool(tool_fn(
-            "cancel_item",
-            "Cancel this item if the caller changed their mind about it.",
-            move |ctx: &mut ToolContext<'_, ItemResult>, _: NoArgs| {
-                if !ctx.complete(None) {
-                    return Err(ToolError::Rejected("this item is already settled".into()));
-                }
-                cancel_flow
-                    .item_cancelled(number, has_other_items)
-                    .map_err(|e| ToolError::Failed(e.to_string()))?;
-                Ok("Item cancelled.".to_string())
-            },
-        ))
+        .with_tools(CheckMenu(flow.restaurant_arc()))
+        .with_tools(CollectOrderItem {
+            flow: flow.clone(),
+            number,
+            has_other_items,
+        })
 }
 
-fn restaurant_arc(flow: &Arc<OrderFlow>) -> Arc<super::order_flow::Restaurant> {
-    flow.restaurant_arc()
-}
-
-/// Validates against the menu and the limits; only a valid item completes the task.
-fn confirm_item(
-    flow: &Arc<OrderFlow>,
+/// Item `number`'s step: what its tools need.
+struct CollectOrderItem {
+    flow: Arc<OrderFlow>,
     number: usize,
-    ctx: &mut ToolContext<'_, ItemResult>,
-    args: ConfirmItemArgs,
-) -> Result<String, ToolError> {
-    let restaurant = flow.restaurant();
-    let dish = restaurant
-        .menu
-        .find_item(&args.name)
-        .map_err(|unknown| ToolError::Rejected(unknown.to_string()))?;
-    if let Some(other) = flow.item_named(dish.name(), number) {
-        return Err(ToolError::Rejected(format!(
-            "{} is already item {other} of the order. Ask the caller which other dish they \
-             want as item {number}; to change how many {} they want, call out_of_scope for \
-             item {other}.",
-            dish.name(),
-            dish.name()
-        )));
+    has_other_items: bool,
+}
+
+#[tools(result = ItemResult)]
+impl CollectOrderItem {
+    /// Confirm this item once the caller has given the dish, quantity, modifications (or
+    /// none) and whether they want more items.
+    ///
+    /// The price is not an argument: it comes from the menu.
+    ///
+    /// - `name`: the dish as named on the menu
+    /// - `quantity`: how many portions
+    /// - `modifications`: changes the caller asked for, such as "no garlic"; an empty list if none
+    /// - `more_items`: whether the caller wants to order another item after this one
+    #[tool(hidden_on_enter)]
+    fn confirm_item(
+        &self,
+        ctx: &mut ToolContext<'_, ItemResult>,
+        name: String,
+        quantity: i64,
+        modifications: Vec<String>,
+        more_items: bool,
+    ) -> ToolResult {
+        let item = self.valid_item(&name, quantity, &modifications)?;
+        let summary = format!("{} at {} each", describe_item(&item), item.unit_price);
+        if !ctx.complete(Some(item.clone())) {
+            return Err(ToolError::Rejected(
+                "this item is already confirmed; confirm one item at a time".into(),
+            ));
+        }
+        self.flow
+            .item_confirmed(self.number, &item, more_items)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        Ok(format!("Confirmed: {summary}."))
     }
-    let limits = &restaurant.limits;
-    let quantity = u32::try_from(args.quantity).unwrap_or(0);
-    let modifications: Vec<String> = args
-        .modifications
-        .iter()
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("none"))
-        .collect();
-    limits
-        .validate_item(quantity, &modifications)
-        .map_err(|rule| ToolError::InvalidArguments(rule.to_string()))?;
-    let item = OrderItem {
-        name: dish.name().to_string(),
-        quantity,
-        modifications,
-        unit_price: dish.price(),
-    };
-    let summary = format!("{} at {} each", describe_item(&item), item.unit_price);
-    if !ctx.complete(Some(item.clone())) {
-        return Err(ToolError::Rejected(
-            "this item is already confirmed; confirm one item at a time".into(),
-        ));
+
+    /// Cancel this item if the caller changed their mind about it.
+    #[tool]
+    fn cancel_item(&self, ctx: &mut ToolContext<'_, ItemResult>) -> ToolResult {
+        if !ctx.complete(None) {
+            return Err(ToolError::Rejected("this item is already settled".into()));
+        }
+        self.flow
+            .item_cancelled(self.number, self.has_other_items)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        Ok("Item cancelled.".to_string())
     }
-    flow.item_confirmed(number, &item, args.more_items)
-        .map_err(|e| ToolError::Failed(e.to_string()))?;
-    Ok(format!("Confirmed: {summary}."))
+}
+
+impl CollectOrderItem {
+    /// The item, checked against the menu and the limits; only a valid item completes the
+    /// task.
+    fn valid_item(
+        &self,
+        name: &str,
+        quantity: i64,
+        modifications: &[String],
+    ) -> Result<OrderItem, ToolError> {
+        let restaurant = self.flow.restaurant();
+        let number = self.number;
+        let dish = restaurant
+            .menu
+            .find_item(name)
+            .map_err(|unknown| ToolError::Rejected(unknown.to_string()))?;
+        if let Some(other) = self.flow.item_named(dish.name(), number) {
+            return Err(ToolError::Rejected(format!(
+                "{} is already item {other} of the order. Ask the caller which other dish \
+                 they want as item {number}; to change how many {} they want, call \
+                 out_of_scope for item {other}.",
+                dish.name(),
+                dish.name()
+            )));
+        }
+        let quantity = u32::try_from(quantity).unwrap_or(0);
+        let modifications: Vec<String> = modifications
+            .iter()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("none"))
+            .collect();
+        restaurant
+            .limits
+            .validate_item(quantity, &modifications)
+            .map_err(|rule| ToolError::InvalidArguments(rule.to_string()))?;
+        Ok(OrderItem {
+            name: dish.name().to_string(),
+            quantity,
+            modifications,
+            unit_price: dish.price(),
+        })
+    }
 }

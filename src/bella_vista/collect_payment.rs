@@ -2,25 +2,13 @@
 
 use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
 use super::call_tools::with_call_tools;
 use super::collect_order_item::STALL_TURNS;
 use super::money::Cents;
-use super::order::{OrderItem, Payment, PaymentMethod};
+use super::order::{OrderItem, OrderLimits, Payment, PaymentMethod};
 use super::order_flow::{OrderFlow, describe_item};
 use super::prompts::fill;
-use crate::agent::{AgentTask, NoArgs, StallAction, ToolContext, ToolError, tool_fn};
-
-/// Arguments of `confirm_payment`.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ConfirmPaymentArgs {
-    /// How the caller pays: card, cash or mobile.
-    pub method: String,
-    /// Tip in percent of the subtotal (for example 15, 18 or 20); 0 for no tip.
-    pub tip_percentage: f64,
-}
+use crate::agent::{AgentTask, StallAction, ToolContext, ToolError, ToolResult, tools};
 
 /// Builds the payment task for these items.
 pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<Payment> {
@@ -35,9 +23,6 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
     ];
     let instructions = fill(&restaurant.prompts.collect_payment, &values);
     let enter = fill(&restaurant.prompts.collect_payment_enter, &values);
-    let max_tip = restaurant.limits.max_tip_percent;
-    let limits = restaurant.limits;
-    let add_flow = flow.clone();
     let say = fill(&restaurant.prompts.payment_say, &values);
     let task = AgentTask::new("CollectPayment", instructions)
         .on_enter(restaurant.opening(say, enter))
@@ -47,54 +32,62 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
             StallAction::Say(restaurant.prompts.payment_stall.clone()),
         );
     with_call_tools(task, restaurant, flow.caller())
-        .with_tool(
-            tool_fn(
-                "confirm_payment",
-                "Confirm how the caller pays and the tip, once they said both.",
-                move |ctx: &mut ToolContext<'_, Payment>, args: ConfirmPaymentArgs| {
-                    let method: PaymentMethod =
-                        args.method
-                            .parse()
-                            .map_err(|e: super::order::OrderRuleError| {
-                                ToolError::InvalidArguments(e.to_string())
-                            })?;
-                    let tip_percent = whole_percent(args.tip_percentage, max_tip)?;
-                    limits
-                        .validate_tip(tip_percent)
-                        .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
-                    let tip = subtotal.percent_of(tip_percent);
-                    ctx.complete(Payment {
-                        method,
-                        tip_percent,
-                    });
-                    Ok(format!(
-                        "Payment confirmed: {method}, tip {tip_percent}% ({tip}), total {}.",
-                        subtotal.saturating_add(tip)
-                    ))
-                },
-            )
-            .hidden_on_enter(),
-        )
-        .with_tool(add_item_tool(add_flow))
+        .with_tools(CollectPayment {
+            subtotal,
+            limits: restaurant.limits,
+        })
+        .with_tools(AddItem(flow.clone()))
 }
 
-/// `add_item()`: from payment or read-back, go back and take one more item.
-pub(crate) fn add_item_tool<T: Send + 'static>(
-    flow: Arc<OrderFlow>,
-) -> crate::agent::FnTool<
-    NoArgs,
-    impl Fn(&mut ToolContext<'_, T>, NoArgs) -> Result<String, ToolError> + Send + Sync + 'static,
-> {
-    tool_fn(
-        "add_item",
-        "The caller wants to add another item to the order.",
-        move |ctx: &mut ToolContext<'_, T>, _: NoArgs| {
-            flow.add_item()
-                .map_err(|e| ToolError::Failed(e.to_string()))?;
-            ctx.interrupt();
-            Ok("Taking one more item.".to_string())
-        },
-    )
+/// The payment step's state: what its tools need.
+struct CollectPayment {
+    subtotal: Cents,
+    limits: OrderLimits,
+}
+
+#[tools(result = Payment)]
+impl CollectPayment {
+    /// Confirm how the caller pays and the tip, once they said both.
+    ///
+    /// - `method`: how the caller pays: card, cash or mobile
+    /// - `tip_percentage`: tip in percent of the subtotal (for example 15, 18 or 20); 0 for no tip
+    #[tool(hidden_on_enter)]
+    fn confirm_payment(
+        &self,
+        ctx: &mut ToolContext<'_, Payment>,
+        method: PaymentMethod,
+        tip_percentage: f64,
+    ) -> ToolResult {
+        let tip_percent = whole_percent(tip_percentage, self.limits.max_tip_percent)?;
+        self.limits
+            .validate_tip(tip_percent)
+            .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
+        let tip = self.subtotal.percent_of(tip_percent);
+        ctx.complete(Payment {
+            method,
+            tip_percent,
+        });
+        let total = self.subtotal.saturating_add(tip);
+        Ok(format!(
+            "Payment confirmed: {method}, tip {tip_percent}% ({tip}), total {total}."
+        ))
+    }
+}
+
+/// `add_item()`, offered by payment and the read-back: go back and take one more item.
+pub(crate) struct AddItem(pub(crate) Arc<OrderFlow>);
+
+#[tools]
+impl AddItem {
+    /// The caller wants to add another item to the order.
+    #[tool]
+    fn add_item<T: Send + 'static>(&self, ctx: &mut ToolContext<'_, T>) -> ToolResult {
+        self.0
+            .add_item()
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        ctx.interrupt();
+        Ok("Taking one more item.".to_string())
+    }
 }
 
 /// The tip as a whole percentage within `0..=max`.

@@ -8,6 +8,7 @@ mod call_tools;
 mod check_menu;
 pub mod collect_order_item;
 pub mod collect_payment;
+pub mod delivery;
 pub mod eval;
 pub mod menu;
 pub mod money;

@@ -22,9 +22,10 @@ pub struct OrderItem {
     pub unit_price: Cents,
 }
 
-/// How the caller pays.
+/// How the caller pays. Read case-insensitively (`"Card"` is card); its schema is the
+/// closed set `card`, `cash`, `mobile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum PaymentMethod {
     /// A credit or debit card.
     Card,
@@ -142,6 +143,27 @@ impl PaymentMethod {
 impl fmt::Display for PaymentMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for PaymentMethod {
+    type Error = OrderRuleError;
+
+    fn try_from(text: String) -> Result<PaymentMethod, OrderRuleError> {
+        text.parse()
+    }
+}
+
+impl schemars::JsonSchema for PaymentMethod {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PaymentMethod".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "enum": PaymentMethod::ALL.map(PaymentMethod::as_str),
+        })
     }
 }
 

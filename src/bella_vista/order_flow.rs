@@ -19,7 +19,7 @@ use super::menu::Menu;
 use super::order::{Order, OrderItem, OrderLimits, Payment};
 use super::prompts::Prompts;
 use super::review_order::review_order;
-use super::store::OrderStore;
+use super::store::{OrderOrigin, OrderStore};
 use crate::agent::{
     CallerInfo, DependsOn, HandleError, OnEnter, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults,
 };
@@ -128,6 +128,15 @@ impl OrderFlow {
     /// The caller's phone number, when the call came by phone.
     pub fn caller_phone(&self) -> Option<&str> {
         self.caller.phone()
+    }
+
+    /// Where this order comes from, as stored with it.
+    pub fn origin(&self) -> OrderOrigin {
+        OrderOrigin {
+            caller_phone: self.caller.phone().map(str::to_string),
+            room: self.caller.room().map(str::to_string),
+            agent_id: self.caller.agent_identity().map(str::to_string),
+        }
     }
 
     /// Who is calling.

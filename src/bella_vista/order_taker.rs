@@ -1,18 +1,17 @@
 //! The order taker: the agent that answers the call and runs `take_order`.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 
 use super::call_tools::with_call_tools;
-use super::check_menu::check_menu;
+use super::check_menu::CheckMenu;
 use super::collect_order_item::STALL_TURNS;
 use super::order_flow::{OrderFlow, REVIEW, Restaurant};
 use super::prompts::fill;
 use super::store::StoredOrder;
 use crate::agent::{
-    Agent, CallerInfo, NoArgs, OnEnter, StallAction, TaskGroupError, TaskResults, Tool,
-    ToolContext, ToolError,
+    Agent, CallerInfo, OnEnter, StallAction, TaskGroupError, TaskResults, ToolContext, ToolError,
+    ToolResult, tools,
 };
 
 /// The tool that starts an order (also what a stalled conversation falls back to).
@@ -35,47 +34,35 @@ pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> 
         .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
         .fills(TAKE_ORDER)
         .on_stall(STALL_TURNS, StallAction::CallTool(TAKE_ORDER.into()))
-        .with_tool(check_menu(restaurant.clone()));
-    with_call_tools(agent, &restaurant, &caller).with_tool(TakeOrder { restaurant, caller })
+        .with_tools(CheckMenu(restaurant.clone()));
+    with_call_tools(agent, &restaurant, &caller).with_tools(TakeOrder { restaurant, caller })
 }
 
-/// `take_order()`: runs the order's task group (items, payment, read-back) and reports
-/// how it ended.
+/// The order taker's own tool: what it needs to start an order.
 struct TakeOrder {
     restaurant: Arc<Restaurant>,
     caller: Arc<CallerInfo>,
 }
 
-impl Tool<Infallible> for TakeOrder {
-    type Args = NoArgs;
-
-    fn name(&self) -> &str {
-        TAKE_ORDER
-    }
-
-    fn description(&self) -> String {
-        "Start taking the caller's order: the items, then payment, then the read-back.".into()
-    }
-
-    fn call(
-        &self,
-        ctx: &mut ToolContext<'_, Infallible>,
-        _: NoArgs,
-    ) -> impl Future<Output = Result<String, ToolError>> + Send {
+#[tools(result = Infallible)]
+impl TakeOrder {
+    /// Start taking the caller's order: the items, then payment, then the read-back.
+    ///
+    /// Runs the order's task group and reports how it ended.
+    #[tool]
+    async fn take_order(&self, ctx: &mut ToolContext<'_, Infallible>) -> ToolResult {
         let (group, _flow) = OrderFlow::start(self.restaurant.clone(), self.caller.clone());
-        async move {
-            match ctx.run_group(group).await {
-                Ok(results) => Ok(report(&results)),
-                Err(TaskGroupError::Summary { results, error }) => {
-                    tracing::warn!(%error, "order summary failed; the order itself is kept");
-                    Ok(report(&results))
-                }
-                Err(TaskGroupError::SessionClosed) => {
-                    Err(ToolError::Failed("the call ended during the order".into()))
-                }
-                Err(error @ TaskGroupError::TaskFailed { .. }) => {
-                    Err(ToolError::Failed(error.to_string()))
-                }
+        match ctx.run_group(group).await {
+            Ok(results) => Ok(report(&results)),
+            Err(TaskGroupError::Summary { results, error }) => {
+                tracing::warn!(%error, "order summary failed; the order itself is kept");
+                Ok(report(&results))
+            }
+            Err(TaskGroupError::SessionClosed) => {
+                Err(ToolError::Failed("the call ended during the order".into()))
+            }
+            Err(error @ TaskGroupError::TaskFailed { .. }) => {
+                Err(ToolError::Failed(error.to_string()))
             }
         }
     }

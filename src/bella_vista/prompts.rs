@@ -47,6 +47,8 @@ pub struct Prompts {
     pub silence_goodbye: String,
     /// What the caller hears before a transfer to staff.
     pub transferring: String,
+    /// What the caller hears when the order could not be stored (the database is down).
+    pub order_not_placed: String,
     /// What the caller hears when the transfer did not work.
     pub transfer_failed: String,
     /// How a key press without a meaning of its own is put to the model (`{key}`).
@@ -77,7 +79,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 26] = [
+const EMBEDDED: [(&str, &str); 27] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -93,6 +95,7 @@ const EMBEDDED: [(&str, &str); 26] = [
     embedded!("still_there"),
     embedded!("silence_goodbye"),
     embedded!("transferring"),
+    embedded!("order_not_placed"),
     embedded!("transfer_failed"),
     embedded!("key_press"),
     embedded!("review_key_change"),
@@ -159,6 +162,7 @@ impl Prompts {
             still_there: get("still_there"),
             silence_goodbye: get("silence_goodbye"),
             transferring: get("transferring"),
+            order_not_placed: get("order_not_placed"),
             transfer_failed: get("transfer_failed"),
             key_press: get("key_press"),
             review_key_change: get("review_key_change"),

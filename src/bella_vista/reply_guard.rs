@@ -63,10 +63,10 @@ fn money_amounts(text: &str) -> Vec<Cents> {
             let (number, end) = read_number(&chars, i);
             let rest: String = chars[end..].iter().collect();
             let rest = rest.trim_start().to_lowercase();
-            if rest.starts_with("dollar") || rest.starts_with("bucks") {
-                if let Some(cents) = number.as_deref().and_then(parse_cents) {
-                    amounts.push(cents);
-                }
+            if (rest.starts_with("dollar") || rest.starts_with("bucks"))
+                && let Some(cents) = number.as_deref().and_then(parse_cents)
+            {
+                amounts.push(cents);
             }
             i = end.max(i + 1);
             continue;

@@ -1,16 +1,15 @@
 //! `ReviewOrder`: the read-back, and `confirm_order`, which stores the order exactly once.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use super::call_tools::with_call_tools;
 use super::collect_order_item::STALL_TURNS;
-use super::collect_payment::add_item_tool;
+use super::collect_payment::AddItem;
 use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::store::StoredOrder;
-use crate::agent::{AgentTask, KeyAction, NoArgs, StallAction, Tool, ToolContext, ToolError};
+use crate::agent::{AgentTask, KeyAction, StallAction, ToolContext, ToolError, ToolResult, tools};
 
 /// The name of the tool that places the order (also what key 1 does on a phone).
 const CONFIRM_ORDER: &str = "confirm_order";
@@ -56,56 +55,52 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
             StallAction::Say(restaurant.prompts.review_stall.clone()),
         );
     with_call_tools(task, restaurant, flow.caller())
-        .with_tool(ConfirmOrder {
+        .with_tools(ReviewOrder {
             flow: flow.clone(),
             order,
         })
-        .with_tool(add_item_tool(flow))
+        .with_tools(AddItem(flow))
 }
 
-/// `confirm_order()`: the caller's final yes. Writes the order (durably) before telling
-/// the model its number; a repeated call returns the same order, never a second row.
-struct ConfirmOrder {
+/// The read-back's state: the order to place.
+struct ReviewOrder {
     flow: Arc<OrderFlow>,
     order: Option<Order>,
 }
 
-impl Tool<StoredOrder> for ConfirmOrder {
-    type Args = NoArgs;
-
-    fn name(&self) -> &str {
-        CONFIRM_ORDER
-    }
-
-    fn description(&self) -> String {
-        "Place the order, only after the caller clearly confirmed the read-back.".into()
-    }
-
-    fn hidden_on_enter(&self) -> bool {
-        true
-    }
-
-    fn call(
-        &self,
-        ctx: &mut ToolContext<'_, StoredOrder>,
-        _: NoArgs,
-    ) -> impl Future<Output = Result<String, ToolError>> + Send {
-        let order = self.order.clone();
-        let store = self.flow.restaurant().store.clone();
-        let key = self.flow.idempotency_key().to_string();
-        let phone = self.flow.caller_phone().map(str::to_string);
-        async move {
-            let order = order.ok_or_else(|| {
-                ToolError::Rejected("the order has no payment details yet".into())
-            })?;
-            let stored =
-                tokio::task::spawn_blocking(move || store.confirm(&key, &order, phone.as_deref()))
-                    .await
-                    .map_err(|e| ToolError::Failed(format!("storing the order stopped: {e}")))?
-                    .map_err(|e| ToolError::Failed(format!("could not store the order: {e}")))?;
-            let id = stored.id();
-            ctx.complete(stored);
-            Ok(format!("Order number {id} is confirmed and saved."))
+#[tools(result = StoredOrder)]
+impl ReviewOrder {
+    /// Place the order, only after the caller clearly confirmed the read-back.
+    ///
+    /// Writes the order (durably) before the model hears its number; a repeated call
+    /// returns the same order, never a second row.
+    #[tool(hidden_on_enter)]
+    async fn confirm_order(&self, ctx: &mut ToolContext<'_, StoredOrder>) -> ToolResult {
+        let order = self
+            .order
+            .clone()
+            .ok_or_else(|| ToolError::Rejected("the order has no payment details yet".into()))?;
+        let store = &self.flow.restaurant().store;
+        let telemetry = crate::telemetry::global();
+        let origin = self.flow.origin();
+        match store
+            .confirm(self.flow.idempotency_key(), &order, &origin)
+            .await
+        {
+            Ok(stored) => {
+                telemetry.order_confirmed("stored");
+                let id = stored.id();
+                ctx.complete(stored);
+                Ok(format!("Order number {id} is confirmed and saved."))
+            }
+            Err(error) => {
+                telemetry.order_confirmed("failed");
+                ctx.say(self.flow.restaurant().prompts.order_not_placed.clone());
+                Err(ToolError::Failed(format!(
+                    "the order could NOT be placed ({error}); nothing is stored. The caller \
+                     was told and asked whether to try again: do not repeat it"
+                )))
+            }
         }
     }
 }

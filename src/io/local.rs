@@ -237,10 +237,10 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, LocalAudioError> {
                 message: one_line(&e.to_string()),
             })?
             .collect();
-        if let Some(default) = &default {
-            if !devices.contains(default) {
-                devices.insert(0, default.clone());
-            }
+        if let Some(default) = &default
+            && !devices.contains(default)
+        {
+            devices.insert(0, default.clone());
         }
         list.extend(devices.iter().map(|device| {
             let Candidate { name, id } = device::candidate(device);

@@ -1,6 +1,7 @@
 //! Where the conversation comes from and goes to. Today: the text console; the voice
 //! layer adds the microphone and speaker, WAV files and LiveKit rooms.
 
+pub mod board;
 pub mod console;
 pub mod cpu;
 pub mod file_audio;

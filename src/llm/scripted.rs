@@ -66,8 +66,11 @@ impl Step {
     pub fn text(mut self, text: impl Into<String>) -> Self {
         let text = text.into();
         let mut rest = text.as_str();
-        while !rest.is_empty() {
-            let end = rest[1..].find(' ').map_or(rest.len(), |i| i + 1);
+        while let Some(first) = rest.chars().next() {
+            // Each piece is a word with the space before it: split before the next space
+            // after the first character (which may take more than one byte).
+            let skip = first.len_utf8();
+            let end = rest[skip..].find(' ').map_or(rest.len(), |i| i + skip);
             self.events
                 .push(LlmEvent::TextDelta(rest[..end].to_string()));
             rest = &rest[end..];
@@ -283,6 +286,20 @@ impl Llm for ScriptedLlm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_starting_with_a_multibyte_character_streams_word_by_word() {
+        let step = Step::reply().text("€5 für zwei Crêpes");
+        let pieces: Vec<&str> = step
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                LlmEvent::TextDelta(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pieces, ["€5", " für", " zwei", " Crêpes"]);
+    }
     use crate::llm::collect_text;
 
     fn request(purpose: RequestPurpose) -> ChatRequest {

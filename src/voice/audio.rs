@@ -41,7 +41,7 @@ impl AudioFrame {
                 channels,
             });
         }
-        if samples.len() % usize::from(channels) != 0 {
+        if !samples.len().is_multiple_of(usize::from(channels)) {
             return Err(AudioError::RaggedFrame {
                 samples: samples.len(),
                 channels,

@@ -139,14 +139,15 @@ impl Playout {
     /// the current one's words.
     pub fn heard_text(&self) -> String {
         let mut parts = self.heard.clone();
-        if let Some(current) = self.sentences.values().next() {
-            if current.played_samples > 0 && current.total_samples > 0 {
-                let words: Vec<&str> = current.text.split_whitespace().collect();
-                let share = current.played_samples as f64 / current.total_samples as f64;
-                let count = ((words.len() as f64) * share).floor() as usize;
-                if count > 0 {
-                    parts.push(words[..count.min(words.len())].join(" "));
-                }
+        if let Some(current) = self.sentences.values().next()
+            && current.played_samples > 0
+            && current.total_samples > 0
+        {
+            let words: Vec<&str> = current.text.split_whitespace().collect();
+            let share = current.played_samples as f64 / current.total_samples as f64;
+            let count = ((words.len() as f64) * share).floor() as usize;
+            if count > 0 {
+                parts.push(words[..count.min(words.len())].join(" "));
             }
         }
         parts.join(" ")

@@ -302,7 +302,7 @@ mod tests {
 
     /// Frame `i` of a test pattern: 300 ms of silence and 300 ms of buzz, alternating.
     fn pattern(i: usize) -> AudioFrame {
-        if (i / 15) % 2 == 0 {
+        if (i / 15).is_multiple_of(2) {
             silence()
         } else {
             voiced(i)

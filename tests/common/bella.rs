@@ -9,7 +9,7 @@ use bella_vista::agent::{Agent, CallerInfo};
 use bella_vista::bella_vista::menu::Menu;
 use bella_vista::bella_vista::order::OrderLimits;
 use bella_vista::bella_vista::prompts::Prompts;
-use bella_vista::bella_vista::store::{OrderStore, StoredOrder};
+use bella_vista::bella_vista::store::{OrderStore, SqliteOrders, StoredOrder};
 use bella_vista::bella_vista::{Restaurant, order_taker, order_taker_for};
 use bella_vista::llm::ChatRequest;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
@@ -106,9 +106,9 @@ impl Bella {
 
     /// The orders stored so far, read through a separate connection.
     pub fn stored_orders(&self) -> Vec<StoredOrder> {
-        OrderStore::open(&self.db)
+        SqliteOrders::open(&self.db)
             .expect("store opens")
-            .list()
+            .list_all()
             .expect("list")
     }
 }

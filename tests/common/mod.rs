@@ -4,6 +4,7 @@
 pub mod bella;
 pub mod livekit;
 pub mod openai_server;
+pub mod orders;
 pub mod sip;
 pub mod speech;
 pub mod voice;

@@ -276,7 +276,10 @@ fn free_media_port() -> u16 {
     loop {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let port = socket.local_addr().expect("addr").port();
-        if port < 60_000 && port % 2 == 0 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+        if port < 60_000
+            && port.is_multiple_of(2)
+            && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok()
+        {
             return port;
         }
     }

@@ -55,10 +55,10 @@ impl ToolCallAssembler {
             call.id = id;
         }
         if let Some(function) = fragment.function {
-            if let Some(name) = function.name.filter(|name| !name.is_empty()) {
-                if call.name.is_empty() {
-                    call.name = name;
-                }
+            if let Some(name) = function.name.filter(|name| !name.is_empty())
+                && call.name.is_empty()
+            {
+                call.name = name;
             }
             if let Some(arguments) = function.arguments {
                 call.arguments.push_str(&arguments);
