@@ -1,4 +1,4 @@
-# Bella Vista agent worker: a `FROM scratch` image of about 35 MB (the binary, the libraries
+# Bella Vista agent worker: a `FROM scratch` image of about 37 MB (the binary, the libraries
 # it links, a CA bundle, a non-root user, config and prompts).
 #   docker build -t bella-vista .
 #   docker run --env-file .env -v bella-orders:/data bella-vista start

@@ -397,6 +397,44 @@ async fn a_receiver_down_for_a_while_gets_every_order_in_order_signed_and_refusa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_requires_tls_is_reached_over_tls_with_a_verified_certificate() {
+    let Some(pg) = Postgres::start_tls() else {
+        return;
+    };
+    let url = format!("{}?sslmode=require", pg.database("secure").await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_orders_config(dir.path(), "", "");
+    // The worker trusts the server's CA (as a deployment trusts its provider's).
+    let trusted = bella(None, &url, &config)
+        .env("SSL_CERT_FILE", pg.ca_file())
+        .args(["orders", "list", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&trusted.stdout).trim(), "[]");
+    // A certificate from an unknown CA is refused, not used unverified.
+    let unknown = tempfile::NamedTempFile::new().unwrap();
+    let untrusted = bella(None, &url, &config)
+        .env("SSL_CERT_FILE", unknown.path())
+        .env("SSL_CERT_DIR", dir.path())
+        .args(["orders", "list", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        !untrusted.status.success(),
+        "connected without trusting the CA"
+    );
+    assert!(stderr.contains("order"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_is_not_a_url_stops_the_start_with_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     for (bad, says) in [

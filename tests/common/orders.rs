@@ -33,6 +33,21 @@ pub struct Postgres {
 impl Postgres {
     /// Starts a server, or `None` when PostgreSQL is not installed (and not required).
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(false)
+    }
+
+    /// Starts a server that offers TLS with a certificate for 127.0.0.1 signed by a CA of
+    /// its own (`ca.crt` in [`Postgres::ca_file`]).
+    pub fn start_tls() -> Option<Postgres> {
+        Postgres::start_with(true)
+    }
+
+    /// The CA certificate of a [`Postgres::start_tls`] server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Option<Postgres> {
         let Some(bin) = postgres_bin() else {
             assert!(
                 std::env::var("BELLA_VISTA_REQUIRE_POSTGRES").as_deref() != Ok("1"),
@@ -75,16 +90,94 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            server.data.path().display()
-        );
-        let log = format!("{}/server.log", server.data.path().display());
-        server.run(
-            "pg_ctl",
-            &["-D", &pgdata, "-o", &options, "-l", &log, "-w", "start"],
-        );
+        if tls {
+            server.make_certificates();
+        }
+        server.restart();
         Some(server)
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 (openssl), and `ssl = on`.
+    fn make_certificates(&self) {
+        let dir = self.data.path();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Bella Vista test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let pgdata = self.data.path().join("data");
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(dir.join(file), pgdata.join(file)).unwrap();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pgdata.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, b"ssl = on\n").unwrap();
+        if let Some(user) = &self.run_as {
+            let status = Command::new("chown")
+                .args(["-R", user.as_str(), &pgdata.display().to_string()])
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        let status = Command::new("chmod")
+            .args(["600", &pgdata.join("server.key").display().to_string()])
+            .status()
+            .expect("chmod");
+        assert!(status.success());
     }
 
     fn pgdata(&self) -> String {

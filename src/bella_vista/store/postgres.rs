@@ -1,7 +1,8 @@
 //! Orders in PostgreSQL: one store shared by every worker.
 //!
 //! One connection per process (confirmations are short; they queue on it), opened again
-//! whenever it is lost. An operation that finds the connection gone is retried on a new
+//! whenever it is lost. TLS (rustls, the system's CA certificates) is used when the server
+//! offers it, and required with `?sslmode=require` in the URL, as with `psql`. An operation that finds the connection gone is retried on a new
 //! one a bounded number of times; confirmations can be retried safely because the
 //! idempotency key is a unique constraint. Order numbers come from a one-row counter
 //! updated in the order's transaction (see `migrations/postgres/0001_orders.sql`).
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, GenericClient, NoTls, Row};
+use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::migrations::{self, Migration};
 use super::sqlite::{OrderRow, assemble};
@@ -71,6 +73,7 @@ macro_rules! retrying {
 #[derive(Clone)]
 pub struct PostgresOrders {
     config: Arc<tokio_postgres::Config>,
+    tls: MakeRustlsConnect,
     client: Arc<Mutex<Option<Client>>>,
 }
 
@@ -90,6 +93,7 @@ impl PostgresOrders {
         let config: tokio_postgres::Config = url.parse()?;
         let store = PostgresOrders {
             config: Arc::new(config),
+            tls: tls_connector()?,
             client: Arc::new(Mutex::new(None)),
         };
         retrying!(&store, |client| migrate(client, migrations::POSTGRES).await)?;
@@ -248,7 +252,7 @@ impl PostgresOrders {
     /// A new connection, its I/O driven by a task of its own.
     async fn open(&self) -> Result<Client, StoreError> {
         let (client, connection) =
-            tokio::time::timeout(ATTEMPT_TIMEOUT, self.config.connect(NoTls))
+            tokio::time::timeout(ATTEMPT_TIMEOUT, self.config.connect(self.tls.clone()))
                 .await
                 .map_err(|_| {
                     StoreError::Unavailable(format!("could not connect within {ATTEMPT_TIMEOUT:?}"))
@@ -261,6 +265,28 @@ impl PostgresOrders {
         });
         Ok(client)
     }
+}
+
+/// TLS with the system's CA certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR` are
+/// honoured) and the ring provider (not the process default: tests and library users need
+/// not install one).
+fn tls_connector() -> Result<MakeRustlsConnect, StoreError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!(
+            errors = ?found.errors,
+            "no CA certificates found: TLS connections to the order database will fail"
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| StoreError::Unavailable(format!("TLS set-up: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// The right to deliver webhooks, held by a PostgreSQL session.
