@@ -233,8 +233,13 @@ async fn two_workers_share_calls_and_one_drains_on_sigterm() {
         assert!(metrics.contains("bella_vista_worker_load 0.7"), "{metrics}");
     }
 
-    // SIGTERM to worker A while its two calls run (greetings are under way).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // SIGTERM to worker A while its two calls run: once every call's greeting is being
+    // spoken (each asked the speech server for it).
+    let speaking = wait_until(Duration::from_secs(30), || {
+        fake.speech_texts().len() >= rooms.len()
+    })
+    .await;
+    assert!(speaking, "greetings: {:?}", fake.speech_texts());
     assert!(
         a.exit_status().is_none(),
         "worker a ended early\n{}",

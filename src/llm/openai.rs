@@ -30,9 +30,7 @@
 //! # }
 //! ```
 
-pub mod http;
 mod response_stream;
-pub mod retry;
 mod tool_call_assembler;
 mod transport;
 mod wire_request;
@@ -44,11 +42,11 @@ use std::time::Duration;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 
-use self::http::Endpoint;
 use self::response_stream::{Limits, response_stream};
 use self::transport::Transport;
 use self::wire_request::wire_request;
 use super::{ChatRequest, Llm, LlmError, LlmStream};
+use crate::openai_http::Endpoint;
 
 /// Where and how to reach an OpenAI-compatible server.
 ///

@@ -37,8 +37,8 @@ use serde_json::Value;
 use tokio::time::timeout;
 
 use super::audio::AudioFrame;
-use crate::llm::openai::http::{self, Endpoint, HttpFailure, describe, truncated};
-use crate::llm::openai::retry::{Backoff, Retries};
+use crate::openai_http::retry::{Backoff, Retries};
+use crate::openai_http::{self as http, Endpoint, HttpFailure, describe, truncated};
 
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);

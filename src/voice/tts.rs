@@ -36,8 +36,8 @@ use serde_json::json;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::audio::AudioFrame;
-use crate::llm::openai::http::{self, Endpoint, HttpFailure};
-use crate::llm::openai::retry::{Backoff, Drive, Phase, Retries, driven_stream};
+use crate::openai_http::retry::{Backoff, Drive, Phase, Retries, driven_stream};
+use crate::openai_http::{self as http, Endpoint, HttpFailure};
 
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);

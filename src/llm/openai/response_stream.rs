@@ -16,10 +16,10 @@ use async_openai::types::chat::{ChatCompletionResponseStream, CreateChatCompleti
 use futures_util::StreamExt;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::retry::{Backoff, Drive, Phase, Retries, driven_stream};
 use super::tool_call_assembler::ToolCallAssembler;
 use super::transport::llm_error;
 use crate::llm::{LlmError, LlmEvent, LlmStream};
+use crate::openai_http::retry::{Backoff, Drive, Phase, Retries, driven_stream};
 
 /// Makes ids for tool calls that arrive without one unique within the process.
 static NEXT_RESPONSE: AtomicU64 = AtomicU64::new(1);

@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_openai::error::{ApiError, ApiErrorResponse, OpenAIError, StreamError};
 use async_openai::middleware::HttpRequestFactory;
 
-use super::http::{self, HttpFailure, error_message, status_message, truncated};
 use crate::llm::LlmError;
+use crate::openai_http::{self as http, HttpFailure, error_message, status_message, truncated};
 
 /// One HTTP attempt per request, no retries.
 #[derive(Debug, Clone)]

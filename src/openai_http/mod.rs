@@ -1,18 +1,21 @@
-//! The HTTP pieces every adapter for an OpenAI-compatible server shares: the checked
-//! endpoint and key, the error text in an error body, and how a failed exchange is
-//! classified.
+//! The HTTP pieces every adapter for an OpenAI-compatible server shares (the model in
+//! `llm::openai`, speech to text and text to speech in `voice`): the checked endpoint and
+//! key, the error text in an error body, how a failed exchange is classified, and
+//! [`retry`]: bounded retries with back-off.
 //!
 //! Each adapter keeps its own error enum and maps an [`EndpointError`] or an
 //! [`HttpFailure`] into it; nothing here knows about chat, speech or transcription.
 //!
 //! ```
-//! use bella_vista::llm::openai::http::{Endpoint, EndpointError};
+//! use bella_vista::openai_http::{Endpoint, EndpointError};
 //!
 //! let local = Endpoint::new(Some(" http://127.0.0.1:8000/v1/ "), None)?;
 //! assert_eq!(local.base_url(), "http://127.0.0.1:8000/v1");
 //! assert_eq!(Endpoint::new(None, None), Err(EndpointError::MissingApiKey));
 //! # Ok::<(), EndpointError>(())
 //! ```
+
+pub mod retry;
 
 use std::fmt;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use bella_vista::llm::openai::retry::Backoff;
+//! use bella_vista::openai_http::retry::Backoff;
 //!
 //! let pauses: Vec<u128> = Backoff::new(Duration::from_millis(250), Duration::from_secs(1))
 //!     .take(5)
