@@ -389,13 +389,7 @@ async fn a_job_whose_room_vanished_is_released_and_the_worker_goes_on() {
         Step::new().text("Welcome to Bella Vista!"),
     ]);
     let worker = Worker::start(&server, &fake, &llm);
-    server
-        .wait_for_log(
-            "the worker's registration",
-            Duration::from_secs(10),
-            |log| log.contains("worker registered"),
-        )
-        .await;
+    server.wait_for_worker_registration().await;
     server.dispatch("bella-vista", "vanishing-room").await;
     let rooms = livekit_api::services::room::RoomClient::with_api_key(
         &server.http_url(),

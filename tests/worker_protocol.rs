@@ -131,13 +131,7 @@ async fn start_worker(
         let _ = stopped.await;
     };
     let worker = tokio::spawn(run_worker(options, handler, shutdown));
-    server
-        .wait_for_log(
-            "the worker's registration",
-            Duration::from_secs(10),
-            |log| log.contains("worker registered"),
-        )
-        .await;
+    server.wait_for_worker_registration().await;
     (worker, stop)
 }
 

@@ -140,6 +140,17 @@ impl LiveKit {
         }
     }
 
+    /// Waits until the server logged a worker's registration (an agent worker is ready to
+    /// take jobs).
+    pub async fn wait_for_worker_registration(&self) {
+        self.wait_for_log(
+            "the worker's registration",
+            Duration::from_secs(10),
+            |log| log.contains("worker registered"),
+        )
+        .await;
+    }
+
     /// Whether the server logged that `job_id` ended with `status` (`JS_SUCCESS`, ...).
     pub fn job_ended(&self, job_id: &str, status: &str) -> bool {
         self.log()

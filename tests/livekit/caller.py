@@ -195,9 +195,6 @@ async def main(args: argparse.Namespace) -> int:
              .with_grants(api.VideoGrants(room_join=True, room=args.room)).to_jwt())
     await room.connect(args.url, token, rtc.RoomOptions(auto_subscribe=True))
     events.append({"t": now(), "event": "connected", "room_sid": await room.sid})
-    # Tells the other side this caller is connected and ready for data (tests wait for it
-    # instead of sleeping).
-    await room.local_participant.set_attributes({"test.ready": "1"})
     for p in room.remote_participants.values():
         note_participant(p)
 
