@@ -40,7 +40,7 @@ use bella_vista::bella_vista::menu::Menu;
 use bella_vista::bella_vista::order::OrderLimits;
 use bella_vista::bella_vista::prompts::Prompts;
 use bella_vista::bella_vista::store::OrderStore;
-use bella_vista::bella_vista::{Restaurant, order_taker};
+use bella_vista::bella_vista::{Restaurant, WallClock, order_taker};
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use bella_vista::llm::{ChatItem, ChatRequest, Llm, LlmStream};
 use serde_json::{Value, json};
@@ -530,6 +530,7 @@ impl Bella {
             store,
             transfer_to: None,
             small_model: false,
+            clock: WallClock::system(),
         };
         Bella {
             restaurant: Arc::new(restaurant),

@@ -49,7 +49,7 @@ use bella_vista::bella_vista::menu::Menu;
 use bella_vista::bella_vista::order::OrderLimits;
 use bella_vista::bella_vista::prompts::Prompts;
 use bella_vista::bella_vista::store::OrderStore;
-use bella_vista::bella_vista::{Restaurant, order_taker};
+use bella_vista::bella_vista::{Restaurant, WallClock, order_taker};
 use bella_vista::io::wav::read_wav;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use bella_vista::llm::{ChatItem, ChatRequest, Llm, LlmStream};
@@ -579,6 +579,7 @@ impl Shared {
             store: OrderStore::open_in_memory().expect("store opens"),
             transfer_to: None,
             small_model: false,
+            clock: WallClock::system(),
         };
         Shared {
             restaurant: Arc::new(restaurant),

@@ -12,7 +12,7 @@ use crate::bella_vista::delivery::{DeliveryTask, Webhook};
 use crate::bella_vista::menu::Menu;
 use crate::bella_vista::prompts::Prompts;
 use crate::bella_vista::store::{OrderStore, OrdersDb};
-use crate::bella_vista::{Restaurant, order_taker_for};
+use crate::bella_vista::{Restaurant, WallClock, order_taker_for};
 use crate::config::Config;
 use crate::config::Provider;
 use crate::io::livekit::agent_call::{RoomCallOptions, ServerApi, run_room_call};
@@ -197,6 +197,7 @@ pub fn restaurant_with_store(
         store,
         transfer_to: config.phone.transfer_target(),
         small_model: config.provider() == Provider::Local,
+        clock: WallClock::system(),
     }))
 }
 

@@ -86,7 +86,7 @@ fn parent(seen: Seen) -> Agent {
         ))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_parent_pauses_and_resumes_with_the_result_and_the_merged_conversation() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let llm = ScriptedLlm::new([
@@ -144,7 +144,7 @@ async fn the_parent_pauses_and_resumes_with_the_result_and_the_merged_conversati
     assert_eq!(*seen.lock().unwrap(), vec![Ok(Some(true))]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_task_cancelled_with_none_returns_none() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let llm = ScriptedLlm::new([
@@ -160,7 +160,7 @@ async fn a_task_cancelled_with_none_returns_none() {
     assert_eq!(*seen.lock().unwrap(), vec![Ok(None)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_reply_stops_offering_tools_after_the_step_limit() {
     let llm = ScriptedLlm::new([
         Step::reply()

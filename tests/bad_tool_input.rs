@@ -15,7 +15,7 @@ fn task_completions(events: &[SessionEvent]) -> usize {
         .count()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn item_errors_are_returned_to_the_model_and_the_item_task_goes_on() {
     let mut steps = greet_and_start();
     steps.extend([
@@ -56,7 +56,7 @@ async fn item_errors_are_returned_to_the_model_and_the_item_task_goes_on() {
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn payment_errors_are_returned_to_the_model_and_payment_goes_on() {
     let mut steps = greet_and_start();
     steps.extend([
@@ -98,7 +98,7 @@ async fn payment_errors_are_returned_to_the_model_and_payment_goes_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn check_menu_with_an_unknown_category_lists_the_real_ones() {
     let llm = ScriptedLlm::new([
         Step::reply().text("Welcome!"),

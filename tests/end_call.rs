@@ -10,7 +10,7 @@ use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use common::bella::*;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_the_order_the_caller_says_goodbye_and_the_agent_hangs_up() {
     let (mut steps, lines) = tiramisu_up_to_read_back();
     steps.extend(confirm_and_announce(1));
@@ -35,7 +35,7 @@ async fn after_the_order_the_caller_says_goodbye_and_the_agent_hangs_up() {
     assert_eq!(call.stored_orders().len(), 1, "the order stays stored");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hanging_up_in_the_middle_of_the_order_stores_nothing() {
     let (mut steps, lines) = tiramisu_up_to_read_back();
     steps.truncate(5);
@@ -58,7 +58,7 @@ async fn hanging_up_in_the_middle_of_the_order_stores_nothing() {
     assert!(call.stored_orders().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn end_call_is_withheld_while_a_task_enters() {
     let llm = ScriptedLlm::new([
         Step::reply().expect_no_tool("end_call").text("Welcome!"),

@@ -7,7 +7,7 @@ use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use common::bella::*;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_items_with_modifications_then_payment_with_tip() {
     let mut steps = greet_and_start();
     steps.extend([
@@ -76,7 +76,7 @@ async fn two_items_with_modifications_then_payment_with_tip() {
     assert_eq!(order["payment_method"], "card");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_callers_context_gets_one_summary_of_the_order() {
     let mut steps = greet_and_start();
     steps.extend([

@@ -6,12 +6,13 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use bella_vista::bella_vista::WallClock;
 use bella_vista::bella_vista::store::SqliteOrders;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use common::bella::*;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn confirming_twice_writes_one_row_and_it_is_durable_before_the_announcement() {
     let db_path: Arc<Mutex<Option<PathBuf>>> = Arc::new(Mutex::new(None));
     let seen_rows = Arc::new(Mutex::new(None));
@@ -60,7 +61,7 @@ async fn confirming_twice_writes_one_row_and_it_is_durable_before_the_announceme
     assert_eq!(as_json(&orders[0])["total_cents"], 5760);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hanging_up_mid_order_stores_nothing() {
     let mut steps = greet_and_start();
     steps.extend([
@@ -96,4 +97,20 @@ async fn hanging_up_mid_order_stores_nothing() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_order_is_stamped_by_the_restaurants_clock() {
+    let (mut steps, turns) = tiramisu_up_to_read_back();
+    steps.extend(confirm_and_announce(1));
+    let llm = ScriptedLlm::new(steps);
+    // 2026-12-03T12:00:00Z
+    let noon = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_299_200);
+    let mut call = start_with_clock(&llm, WallClock::from_fn(move || noon)).await;
+    call.say_all(&turns).await;
+    call.session.run("yes").await;
+    llm.verify().unwrap();
+    let orders = call.stored_orders();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].created_at(), "2026-12-03T12:00:00Z");
 }

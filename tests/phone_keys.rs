@@ -20,7 +20,7 @@ fn last_user_text(request: &bella_vista::llm::ChatRequest) -> Option<String> {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pressing_1_during_the_read_back_places_the_order() {
     let (mut steps, lines) = tiramisu_up_to_read_back();
     steps[6] = review_enters("Total: $20.00").expect_instructions("press 1 to confirm");
@@ -58,7 +58,7 @@ async fn pressing_1_during_the_read_back_places_the_order() {
     assert_eq!(as_json(&orders[0])["caller_phone"], "+15550142");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pressing_2_during_the_read_back_goes_back_to_change_an_item() {
     let (mut steps, lines) = tiramisu_up_to_read_back();
     steps.extend([
@@ -83,7 +83,7 @@ async fn pressing_2_during_the_read_back_goes_back_to_change_an_item() {
     assert!(call.stored_orders().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn other_keys_reach_the_model_as_key_presses_not_speech() {
     let llm = ScriptedLlm::new([
         Step::reply().text("Welcome to Bella Vista!"),

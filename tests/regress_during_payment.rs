@@ -21,7 +21,7 @@ fn two_items_then_payment() -> Vec<Step> {
     steps
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn changing_item_one_during_payment_reruns_it_and_reenters_payment_with_the_new_total() {
     let mut steps = two_items_then_payment();
     steps.extend([
@@ -92,7 +92,7 @@ async fn changing_item_one_during_payment_reruns_it_and_reenters_payment_with_th
     assert_eq!(order["payment_method"], "mobile");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn changing_an_item_during_the_read_back_reruns_payment_then_the_read_back() {
     let mut steps = two_items_then_payment();
     steps.extend([
@@ -122,7 +122,7 @@ async fn changing_an_item_during_the_read_back_reruns_payment_then_the_read_back
     assert_eq!(order["total_cents"], 6785);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_item_added_during_payment_is_taken_before_payment_resumes() {
     let mut steps = two_items_then_payment();
     steps.extend([
@@ -149,7 +149,7 @@ async fn an_item_added_during_payment_is_taken_before_payment_resumes() {
     assert_eq!(order["total_cents"], 6900);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_item_leaves_no_trace_in_the_order() {
     let mut steps = greet_and_start();
     steps.extend([
@@ -178,7 +178,7 @@ async fn a_cancelled_item_leaves_no_trace_in_the_order() {
     assert_eq!(order["subtotal_cents"], 900);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cancelling_the_only_item_ends_the_order_with_nothing_stored() {
     let mut steps = greet_and_start();
     steps.extend([

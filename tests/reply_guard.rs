@@ -23,7 +23,7 @@ fn guarded() -> SessionOptions {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_invented_confirmation_number_and_price_are_never_said() {
     let llm = ScriptedLlm::new([
         Step::reply().text("Welcome to Bella Vista!"),
@@ -61,7 +61,7 @@ async fn an_invented_confirmation_number_and_price_are_never_said() {
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_reply_with_nothing_true_left_gets_the_fallback() {
     let llm = ScriptedLlm::new([
         Step::reply().text("Welcome!"),

@@ -8,7 +8,7 @@ use bella_vista::bella_vista::prompts::Prompts;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use common::bella::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn three_turns_without_a_tool_in_an_item_task_bring_the_question_from_code() {
     let mut steps = greet_and_start();
     steps.push(item_enters("What would you like?"));
@@ -31,7 +31,7 @@ async fn three_turns_without_a_tool_in_an_item_task_bring_the_question_from_code
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_order_taker_that_never_starts_the_order_has_it_started_from_code() {
     let llm = ScriptedLlm::new([
         Step::reply().text("Welcome to Bella Vista!"),

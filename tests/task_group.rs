@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use bella_vista::agent::testing::TestSession;
 use bella_vista::agent::{
     Agent, AgentTask, DependsOn, NoArgs, OnEnter, TaskEnd, TaskEntry, TaskGroup, TaskGroupError,
-    TaskGroupHandle, TaskResults, Tool, ToolContext, ToolError, tool_fn,
+    TaskGroupHandle, TaskKey, TaskResults, Tool, ToolContext, ToolError, tool_fn,
 };
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use bella_vista::llm::{ChatItem, ChatRequest};
@@ -94,7 +94,7 @@ where
     (agent, outcome)
 }
 
-fn entry(id: &str) -> TaskEntry {
+fn entry(id: &str) -> TaskEntry<Option<String>> {
     let what = id.to_string();
     TaskEntry::new(id, format!("Collects the {id}"), move |_| ask(&what))
 }
@@ -118,10 +118,13 @@ fn enum_of(request: &ChatRequest) -> Vec<String> {
 }
 
 fn value(results: &TaskResults, id: &str) -> Option<String> {
-    results.get::<Option<String>>(id).unwrap().clone()
+    results
+        .get(&TaskKey::<Option<String>>::new(id))
+        .unwrap()
+        .clone()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn regression_to_two_tasks_runs_them_in_the_order_asked_then_reenters() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),
@@ -183,7 +186,7 @@ async fn regression_to_two_tasks_runs_them_in_the_order_asked_then_reenters() {
     assert_eq!(value(&results, "c").as_deref(), Some("c1"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn out_of_scope_rejects_an_unvisited_id_and_the_task_goes_on() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),
@@ -232,7 +235,7 @@ fn growing_group(handle_slot: Arc<Mutex<Option<TaskGroupHandle>>>) -> impl Fn() 
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn add_while_running_then_cancel_leaves_a_none_result() {
     let slot = Arc::new(Mutex::new(None));
     let llm = ScriptedLlm::new([
@@ -273,7 +276,7 @@ async fn add_while_running_then_cancel_leaves_a_none_result() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn depends_on_reruns_a_completed_dependent_but_not_the_others() {
     let make = || {
         TaskGroup::new()
@@ -322,7 +325,7 @@ async fn depends_on_reruns_a_completed_dependent_but_not_the_others() {
     assert_eq!(value(&results, "c").as_deref(), Some("c2"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn regress_from_code_by_index_interrupts_the_waiting_task() {
     let slot: Arc<Mutex<Option<TaskGroupHandle>>> = Arc::new(Mutex::new(None));
     let slot_for_group = slot.clone();
@@ -363,7 +366,7 @@ fn failing_group(return_exceptions: bool) -> impl Fn() -> TaskGroup {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_return_exceptions_a_failure_stops_the_group() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),
@@ -381,7 +384,7 @@ async fn without_return_exceptions_a_failure_stops_the_group() {
     assert!(matches!(error, TaskGroupError::TaskFailed { id, .. } if id == "a"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn with_return_exceptions_the_failure_is_recorded_and_the_group_goes_on() {
     let completed = Arc::new(Mutex::new(Vec::new()));
     let seen = completed.clone();
@@ -413,7 +416,7 @@ async fn with_return_exceptions_the_failure_is_recorded_and_the_group_goes_on() 
     session.run("b1").await;
     llm.verify().unwrap();
     let results = outcome.lock().unwrap().take().unwrap().unwrap();
-    assert!(results.get::<Option<String>>("a").is_err());
+    assert!(results.get(&TaskKey::<Option<String>>::new("a")).is_err());
     assert_eq!(value(&results, "b").as_deref(), Some("b1"));
     assert_eq!(
         *completed.lock().unwrap(),
@@ -421,7 +424,7 @@ async fn with_return_exceptions_the_failure_is_recorded_and_the_group_goes_on() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn on_task_completed_fires_once_per_completion_including_reruns() {
     let completed = Arc::new(Mutex::new(Vec::new()));
     let seen = completed.clone();
@@ -458,7 +461,7 @@ fn summarized_group() -> TaskGroup {
     TaskGroup::new().add(entry("a")).add(entry("b"))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_the_group_the_callers_context_holds_one_summary_instead_of_its_turns() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),
@@ -497,7 +500,7 @@ async fn after_the_group_the_callers_context_holds_one_summary_instead_of_its_tu
     assert!(format!("{:?}", summary_request.items).contains("Caller: a1"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_summary_is_an_error_with_the_results_never_a_second_completion() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),
@@ -528,7 +531,7 @@ async fn a_failing_summary_is_an_error_with_the_results_never_a_second_completio
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn summarize_between_tasks_gives_the_next_task_a_compressed_context() {
     let make = || {
         TaskGroup::new()
@@ -561,7 +564,7 @@ async fn summarize_between_tasks_gives_the_next_task_a_compressed_context() {
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hanging_up_mid_group_ends_the_session_without_results() {
     let llm = ScriptedLlm::new([
         Step::reply().call("start", json!({})),

@@ -19,7 +19,7 @@ fn asks_for_a_person() -> Vec<Step> {
     ]
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_transfer_is_told_to_the_caller_and_the_call_goes_on() {
     let mut steps = asks_for_a_person();
     steps.push(
@@ -75,7 +75,7 @@ async fn a_failed_transfer_is_told_to_the_caller_and_the_call_goes_on() {
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_successful_transfer_ends_the_agents_part_of_the_call() {
     let llm = ScriptedLlm::new(asks_for_a_person());
     let mut call = start_phone(&llm, "+15550142", Some("+15550199")).await;
@@ -100,7 +100,7 @@ async fn a_successful_transfer_ends_the_agents_part_of_the_call() {
     llm.verify().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_caller_not_on_the_phone_cannot_be_transferred() {
     let mut steps = asks_for_a_person();
     steps.push(

@@ -330,7 +330,8 @@ async fn a_job_that_ignores_cancellation_is_aborted_and_reported_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_re_registers_after_a_server_restart() {
     let server = Arc::new(LiveKit::start());
-    let (handler, mut seen) = Recorder::new(Behaviour::UntilCancelled(Duration::from_secs(5)));
+    // Long enough to outlast the restart and the second dispatch on a busy machine.
+    let (handler, mut seen) = Recorder::new(Behaviour::UntilCancelled(Duration::from_secs(12)));
     let (worker, stop) = start_worker(&server, options(&server, 2), handler).await;
 
     // A job that spans the restart keeps running: it talks to its room, not to the worker socket.
@@ -356,7 +357,7 @@ async fn the_worker_re_registers_after_a_server_restart() {
     let mut ended = Vec::new();
     while ended.len() < 2 {
         if let Seen::Ended { job_id, cancelled } =
-            next_seen(&mut seen, Duration::from_secs(10)).await
+            next_seen(&mut seen, Duration::from_secs(20)).await
         {
             ended.push((job_id, cancelled));
         }

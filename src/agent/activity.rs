@@ -205,7 +205,6 @@ async fn reply<T: Send + 'static>(
             _ => text,
         };
         summary.text.clone_from(&text);
-        summary.called_tools |= !calls.is_empty();
         if !text.is_empty() {
             core.emit(SessionEvent::AgentMessage { text: text.clone() });
         }
@@ -229,6 +228,15 @@ async fn reply<T: Send + 'static>(
                 arguments: call.arguments,
             });
         }
+        summary.progressed |= outputs.iter().any(|output| {
+            matches!(
+                output,
+                ChatItem::FunctionOutput {
+                    is_error: false,
+                    ..
+                }
+            )
+        });
         for output in outputs {
             fill_used |= matches!(&output, ChatItem::FunctionOutput { name, .. }
                 if Some(name.as_str()) == task.fill_tool());
@@ -246,12 +254,13 @@ async fn reply<T: Send + 'static>(
 struct ReplySummary {
     /// The text of its last model response (what the caller heard last).
     text: String,
-    /// Whether any tool ran.
-    called_tools: bool,
+    /// Whether a tool ran and succeeded (one that only failed, say on arguments a guard
+    /// refused again and again, is no progress).
+    progressed: bool,
 }
 
-/// Notices a task that makes no progress: caller turns answered without any tool, or the
-/// same words said again.
+/// Notices a task that makes no progress: caller turns answered without a tool that
+/// succeeded, or the same words said again.
 #[derive(Debug, Default)]
 struct StallWatch {
     turns_without_tool: usize,
@@ -262,7 +271,7 @@ impl StallWatch {
     /// Records a reply to a caller turn; whether the task is now stalled after `limit`
     /// turns without a tool (or a repeated reply).
     fn stalled(&mut self, reply: &ReplySummary, limit: usize) -> bool {
-        if reply.called_tools {
+        if reply.progressed {
             *self = StallWatch::default();
             return false;
         }

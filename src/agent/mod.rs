@@ -129,7 +129,7 @@ pub use session::{
 pub use task::{Agent, AgentTask, KeyAction, OnEnter, OnStall, StallAction};
 pub use task_group::{
     DependsOn, HandleError, RegressTarget, ResultError, TaskCompletedEvent, TaskEntry, TaskGroup,
-    TaskGroupError, TaskGroupHandle, TaskResult, TaskResults,
+    TaskGroupError, TaskGroupHandle, TaskKey, TaskResult, TaskResults,
 };
 pub use tool::{FnTool, NoArgs, Tool, ToolError, ToolResult, ToolSet, schema_of, tool_fn};
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::order_flow::Restaurant;
+use super::restaurant::Restaurant;
 use crate::agent::{ToolError, ToolResult, tools};
 
 /// `check_menu`: lists a category's dishes with their prices, from the menu.

@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use super::call_tools::with_call_tools;
 use super::check_menu::CheckMenu;
 use super::order::OrderItem;
-use super::order_flow::{OrderFlow, describe_item, item_id};
+use super::order_flow::OrderFlow;
 use super::prompts::fill;
+use super::shared_tools::with_call_tools;
 use crate::agent::{
     AgentTask, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
 };
+use crate::llm::{ChatContext, ChatItem, ChatRole};
 
 /// Caller turns without a tool before a task asks its question again from code.
 pub(crate) const STALL_TURNS: usize = 3;
@@ -24,11 +25,10 @@ pub fn collect_order_item(
     results: &TaskResults,
 ) -> AgentTask<ItemResult> {
     let restaurant = flow.restaurant();
-    let own_id = item_id(number);
-    let others: Vec<String> = results
-        .values::<ItemResult>()
-        .filter(|(id, _)| *id != own_id)
-        .filter_map(|(_, item)| item.as_ref().map(describe_item))
+    let others: Vec<String> = flow
+        .items_in(results)
+        .filter(|(other, _)| *other != number)
+        .map(|(_, item)| item.describe())
         .collect();
     let has_other_items = !others.is_empty();
     let order_so_far = if others.is_empty() {
@@ -50,12 +50,15 @@ pub fn collect_order_item(
     let instructions = fill(&restaurant.prompts.collect_order_item, &values);
     let enter = fill(&restaurant.prompts.collect_order_item_enter, &values);
 
-    let say = if has_other_items {
-        &restaurant.prompts.item_next_say
-    } else {
-        &restaurant.prompts.item_say
+    let say = match flow.dish_of(number) {
+        Some(earlier) => fill(
+            &restaurant.prompts.item_change_say,
+            &[("item", earlier.as_str())],
+        ),
+        None if has_other_items => restaurant.prompts.item_next_say.clone(),
+        None => restaurant.prompts.item_say.clone(),
     };
-    let opening = restaurant.opening(say.clone(), enter);
+    let opening = restaurant.opening(say, enter);
     let task = AgentTask::new("CollectOrderItem", instructions)
         .on_enter(opening)
         .fills("confirm_item")
@@ -71,6 +74,36 @@ pub fn collect_order_item(
             has_other_items,
         })
 }
+
+/// The caller's last few turns, where the dish a small model fills in must have been
+/// named.
+fn recent_caller_words(chat: &ChatContext) -> String {
+    caller_turns(chat)
+        .take(CALLER_TURNS_NAMING_A_DISH)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Everything the caller said in this call, where the payment method a small model fills
+/// in must have been named (callers often say how they pay in their first sentence).
+pub(crate) fn all_caller_words(chat: &ChatContext) -> String {
+    caller_turns(chat).collect::<Vec<_>>().join(" ")
+}
+
+/// The caller's turns, last first.
+fn caller_turns(chat: &ChatContext) -> impl Iterator<Item = &str> {
+    chat.items().iter().rev().filter_map(|item| match item {
+        ChatItem::Message {
+            role: ChatRole::User,
+            text,
+        } => Some(text.as_str()),
+        _ => None,
+    })
+}
+
+/// How many of the caller's last turns may name what is being confirmed (the dish, then
+/// answers about quantity or more items).
+const CALLER_TURNS_NAMING_A_DISH: usize = 3;
 
 /// Item `number`'s step: what its tools need.
 struct CollectOrderItem {
@@ -99,8 +132,9 @@ impl CollectOrderItem {
         modifications: Vec<String>,
         more_items: bool,
     ) -> ToolResult {
-        let item = self.valid_item(&name, quantity, &modifications)?;
-        let summary = format!("{} at {} each", describe_item(&item), item.unit_price);
+        let said = recent_caller_words(ctx.chat_context());
+        let item = self.valid_item(&name, quantity, &modifications, &said)?;
+        let summary = format!("{} at {} each", item.describe(), item.unit_price);
         if !ctx.complete(Some(item.clone())) {
             return Err(ToolError::Rejected(
                 "this item is already confirmed; confirm one item at a time".into(),
@@ -133,6 +167,7 @@ impl CollectOrderItem {
         name: &str,
         quantity: i64,
         modifications: &[String],
+        said: &str,
     ) -> Result<OrderItem, ToolError> {
         let restaurant = self.flow.restaurant();
         let number = self.number;
@@ -140,6 +175,13 @@ impl CollectOrderItem {
             .menu
             .find_item(name)
             .map_err(|unknown| ToolError::Rejected(unknown.to_string()))?;
+        if restaurant.small_model && !dish.is_named_in(said) {
+            return Err(ToolError::Rejected(format!(
+                "the caller has not named {} for item {number}: ask them which dish they \
+                 would like",
+                dish.name()
+            )));
+        }
         if let Some(other) = self.flow.item_named(dish.name(), number) {
             return Err(ToolError::Rejected(format!(
                 "{} is already item {other} of the order. Ask the caller which other dish \

@@ -2,19 +2,19 @@
 
 use std::sync::Arc;
 
-use super::call_tools::with_call_tools;
-use super::collect_order_item::STALL_TURNS;
+use super::collect_order_item::{STALL_TURNS, all_caller_words};
 use super::money::Cents;
 use super::order::{OrderItem, OrderLimits, Payment, PaymentMethod};
-use super::order_flow::{OrderFlow, describe_item};
+use super::order_flow::OrderFlow;
 use super::prompts::fill;
+use super::shared_tools::{AddItem, with_call_tools};
 use crate::agent::{AgentTask, StallAction, ToolContext, ToolError, ToolResult, tools};
 
 /// Builds the payment task for these items.
 pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<Payment> {
     let restaurant = flow.restaurant();
     let subtotal: Cents = items.iter().map(OrderItem::line_total).sum();
-    let described: Vec<String> = items.iter().map(describe_item).collect();
+    let described: Vec<String> = items.iter().map(OrderItem::describe).collect();
     let order_so_far = described.join("; ");
     let subtotal_text = subtotal.to_string();
     let values = [
@@ -35,6 +35,7 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
         .with_tools(CollectPayment {
             subtotal,
             limits: restaurant.limits,
+            small_model: restaurant.small_model,
         })
         .with_tools(AddItem(flow.clone()))
 }
@@ -43,6 +44,8 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
 struct CollectPayment {
     subtotal: Cents,
     limits: OrderLimits,
+    /// Whether what the model fills in is checked against the caller's words.
+    small_model: bool,
 }
 
 #[tools(result = Payment)]
@@ -58,6 +61,11 @@ impl CollectPayment {
         method: PaymentMethod,
         tip_percentage: f64,
     ) -> ToolResult {
+        if self.small_model && !method.is_named_in(&all_caller_words(ctx.chat_context())) {
+            return Err(ToolError::Rejected(
+                "the caller has not said how they pay: ask them (card, cash or mobile)".into(),
+            ));
+        }
         let tip_percent = whole_percent(tip_percentage, self.limits.max_tip_percent)?;
         self.limits
             .validate_tip(tip_percent)
@@ -71,22 +79,6 @@ impl CollectPayment {
         Ok(format!(
             "Payment confirmed: {method}, tip {tip_percent}% ({tip}), total {total}."
         ))
-    }
-}
-
-/// `add_item()`, offered by payment and the read-back: go back and take one more item.
-pub(crate) struct AddItem(pub(crate) Arc<OrderFlow>);
-
-#[tools]
-impl AddItem {
-    /// The caller wants to add another item to the order.
-    #[tool]
-    fn add_item<T: Send + 'static>(&self, ctx: &mut ToolContext<'_, T>) -> ToolResult {
-        self.0
-            .add_item()
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        ctx.interrupt();
-        Ok("Taking one more item.".to_string())
     }
 }
 

@@ -295,6 +295,23 @@ impl MenuItem {
         &self.name
     }
 
+    /// Whether `text` (what a caller said) names this dish: one of the longer words of its
+    /// name, or a near miss of one (a transcript's spelling, a plural), is in it. What a
+    /// small model fills in for a dish is checked against it, so a dish the caller never
+    /// named is not ordered.
+    pub fn is_named_in(&self, text: &str) -> bool {
+        let said = normalize(&text.replace(|c: char| !c.is_alphanumeric(), " "));
+        let said: Vec<&str> = said.split(' ').map(singular).collect();
+        let name = normalize(&self.name);
+        name.split(' ')
+            .map(singular)
+            .filter(|word| word.chars().count() >= 4)
+            .any(|word| {
+                said.iter()
+                    .any(|s| strsim::normalized_damerau_levenshtein(word, s) >= 0.8)
+            })
+    }
+
     /// The price of one portion.
     pub fn price(&self) -> Cents {
         self.price
@@ -434,6 +451,26 @@ impl RawItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dish_is_named_by_one_of_its_words_or_a_near_miss() {
+        let dish = |name: &str| MenuItem {
+            name: name.into(),
+            price: Cents(1000),
+            description: None,
+        };
+        let calamari = dish("Calamari Fritti");
+        assert!(calamari.is_named_in("Two calamari fritti, please."));
+        assert!(calamari.is_named_in("two calamaris"));
+        assert!(
+            calamari.is_named_in("the calamary"),
+            "a transcript's spelling"
+        );
+        assert!(!calamari.is_named_in("Hello, I'd like to place an order."));
+        assert!(dish("Margherita Pizza").is_named_in("Three margheritas, extra basil"));
+        assert!(!dish("Bruschetta").is_named_in("I want to order dinner."));
+        assert!(!dish("Tiramisu").is_named_in(""));
+    }
 
     const SHIPPED_MENU: &str = include_str!("../../config/menu.toml");
 

@@ -4,7 +4,6 @@
 //! [`order_taker()`] is the entry point: an [`Agent`](crate::agent::Agent) whose
 //! `take_order` tool runs the order as a task group (see [`order_flow`]).
 
-mod call_tools;
 mod check_menu;
 pub mod collect_order_item;
 pub mod collect_payment;
@@ -17,8 +16,10 @@ pub mod order_flow;
 pub mod order_taker;
 pub mod prompts;
 pub mod reply_guard;
+pub mod restaurant;
 pub mod review_order;
+mod shared_tools;
 pub mod store;
 
-pub use order_flow::Restaurant;
 pub use order_taker::{order_taker, order_taker_for};
+pub use restaurant::{Restaurant, WallClock};

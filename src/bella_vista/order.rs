@@ -120,6 +120,20 @@ impl OrderItem {
     pub fn line_total(&self) -> Cents {
         self.unit_price.saturating_mul(self.quantity)
     }
+
+    /// `2 x Bruschetta (no garlic)`: the item as instructions and summaries name it.
+    pub fn describe(&self) -> String {
+        if self.modifications.is_empty() {
+            format!("{} x {}", self.quantity, self.name)
+        } else {
+            format!(
+                "{} x {} ({})",
+                self.quantity,
+                self.name,
+                self.modifications.join(", ")
+            )
+        }
+    }
 }
 
 impl PaymentMethod {
@@ -137,6 +151,23 @@ impl PaymentMethod {
             PaymentMethod::Cash => "cash",
             PaymentMethod::Mobile => "mobile",
         }
+    }
+
+    /// Words a caller uses for this method.
+    fn spoken_words(self) -> &'static [&'static str] {
+        match self {
+            PaymentMethod::Card => &["card", "credit", "debit", "visa", "mastercard", "amex"],
+            PaymentMethod::Cash => &["cash"],
+            PaymentMethod::Mobile => &["mobile", "phone", "apple", "google", "wallet"],
+        }
+    }
+
+    /// Whether `text` (what a caller said) names this method. What a small model fills in
+    /// for the method is checked against it, so a method nobody chose is not guessed.
+    pub fn is_named_in(self, text: &str) -> bool {
+        let text = text.to_lowercase();
+        text.split(|c: char| !c.is_alphanumeric())
+            .any(|word| self.spoken_words().contains(&word))
     }
 }
 
@@ -392,6 +423,20 @@ mod tests {
                 "modifications": ["extra cocoa"],
                 "unit_price_cents": 1000
             }))
+        );
+    }
+
+    #[test]
+    fn a_payment_method_is_named_by_the_words_callers_use() {
+        assert!(PaymentMethod::Card.is_named_in("By card, with an 18% tip."));
+        assert!(PaymentMethod::Card.is_named_in("Visa please"));
+        assert!(PaymentMethod::Cash.is_named_in("Cash, no tip."));
+        assert!(PaymentMethod::Mobile.is_named_in("I'll pay with my phone"));
+        assert!(!PaymentMethod::Cash.is_named_in("No tip, thanks."));
+        assert!(!PaymentMethod::Card.is_named_in("An eighteen percent tip, please."));
+        assert!(
+            !PaymentMethod::Card.is_named_in("discard that"),
+            "whole words only"
         );
     }
 

@@ -9,81 +9,25 @@
 //!   asked again.
 //! - `review` reads the order back; `confirm_order` stores it exactly once.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::collect_order_item::collect_order_item;
+use super::collect_order_item::{ItemResult, collect_order_item};
 use super::collect_payment::collect_payment;
-use super::menu::Menu;
-use super::order::{Order, OrderItem, OrderLimits, Payment};
-use super::prompts::Prompts;
+use super::order::{Order, OrderItem, Payment};
+use super::restaurant::Restaurant;
 use super::review_order::review_order;
-use super::store::{OrderOrigin, OrderStore};
+use super::store::{OrderOrigin, StoredOrder};
 use crate::agent::{
-    CallerInfo, DependsOn, HandleError, OnEnter, TaskEntry, TaskGroup, TaskGroupHandle, TaskResults,
+    CallerInfo, DependsOn, HandleError, TaskEntry, TaskGroup, TaskGroupHandle, TaskKey, TaskResults,
 };
 
 /// Id of the payment task.
 pub const PAYMENT: &str = "payment";
 /// Id of the read-back task.
 pub const REVIEW: &str = "review";
-
-/// What every order needs: the menu, the rules, the prompts and the store.
-pub struct Restaurant {
-    /// The menu; prices come only from here.
-    pub menu: Menu,
-    /// Limits on quantities, modifications and tips.
-    pub limits: OrderLimits,
-    /// The instructions.
-    pub prompts: Prompts,
-    /// Where confirmed orders go.
-    pub store: OrderStore,
-    /// Where `transfer_to_staff` hands a phone caller (`tel:` or `sip:`); `None`: nowhere.
-    pub transfer_to: Option<String>,
-    /// Whether a small (local) model answers: each step then opens with a sentence said
-    /// from code (`*_say.md`) instead of one the model writes, so its first words are
-    /// always right and a model that repeats itself cannot derail the step.
-    pub small_model: bool,
-}
-
-impl Restaurant {
-    /// How a task opens: with `say` from code for a small model, else with a reply the
-    /// model writes following `instructions`.
-    pub fn opening(&self, say: String, instructions: String) -> OnEnter {
-        if self.small_model {
-            OnEnter::Say(say)
-        } else {
-            OnEnter::Reply(instructions)
-        }
-    }
-}
-
-impl Restaurant {
-    /// The menu's category names, for instructions.
-    pub fn category_list(&self) -> String {
-        let names: Vec<&str> = self.menu.categories().map(|c| c.name()).collect();
-        names.join(", ")
-    }
-
-    /// The whole menu with prices, one category per line, for instructions where the
-    /// model needs the exact dish names and prices at hand (a small model does not look
-    /// them up).
-    pub fn menu_list(&self) -> String {
-        self.menu
-            .categories()
-            .map(|category| {
-                let dishes: Vec<String> = category
-                    .items()
-                    .iter()
-                    .map(|item| format!("{} {}", item.name(), item.price()))
-                    .collect();
-                format!("{}: {}", category.name(), dishes.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
 
 /// One order in progress: the group it runs in and how to grow it.
 pub struct OrderFlow {
@@ -92,8 +36,22 @@ pub struct OrderFlow {
     group: TaskGroupHandle,
     idempotency_key: String,
     last_item: AtomicUsize,
-    /// The dish of each confirmed item, by item number.
-    dishes: std::sync::Mutex<std::collections::BTreeMap<usize, String>>,
+    /// Every item task registered, by item number.
+    items: Mutex<BTreeMap<usize, ItemSlot>>,
+    /// Payment and the read-back, once the caller wants no more items.
+    checkout: OnceLock<Checkout>,
+}
+
+/// The keys of the payment and read-back results.
+struct Checkout {
+    payment: TaskKey<Payment>,
+    review: TaskKey<StoredOrder>,
+}
+
+/// One item task: the key of its result, and its dish once confirmed.
+struct ItemSlot {
+    key: TaskKey<ItemResult>,
+    dish: Option<String>,
 }
 
 impl OrderFlow {
@@ -103,13 +61,15 @@ impl OrderFlow {
         caller: Arc<CallerInfo>,
     ) -> (TaskGroup, Arc<OrderFlow>) {
         let group = TaskGroup::new().summary_instructions(restaurant.prompts.summary.clone());
+        let idempotency_key = new_order_key(restaurant.clock.now());
         let flow = Arc::new(OrderFlow {
             restaurant,
             caller,
             group: group.handle(),
-            idempotency_key: new_order_key(),
+            idempotency_key,
             last_item: AtomicUsize::new(1),
-            dishes: std::sync::Mutex::default(),
+            items: Mutex::default(),
+            checkout: OnceLock::new(),
         });
         let group = group.add(flow.item_entry(1, None));
         (group, flow)
@@ -149,15 +109,58 @@ impl OrderFlow {
         &self.idempotency_key
     }
 
-    fn item_entry(self: &Arc<Self>, number: usize, item: Option<&OrderItem>) -> TaskEntry {
+    /// The task for item `number` (named by its dish once confirmed); its key is kept.
+    fn item_entry(
+        self: &Arc<Self>,
+        number: usize,
+        item: Option<&OrderItem>,
+    ) -> TaskEntry<ItemResult> {
         let description = match item {
             None => format!("Item {number} of the order"),
-            Some(item) => format!("Item {number} of the order: {}", describe_item(item)),
+            Some(item) => format!("Item {number} of the order: {}", item.describe()),
         };
         let flow = self.clone();
-        TaskEntry::new(item_id(number), description, move |results| {
+        let entry = TaskEntry::new(item_id(number), description, move |results| {
             collect_order_item(flow.clone(), number, results)
+        });
+        let dish = item.map(|item| item.name.clone());
+        let key = entry.key();
+        self.items_mut().insert(number, ItemSlot { key, dish });
+        entry
+    }
+
+    /// The confirmed items of the order, in item order, with their numbers (cancelled
+    /// ones leave no trace).
+    pub fn items_in<'r>(
+        &self,
+        results: &'r TaskResults,
+    ) -> impl Iterator<Item = (usize, &'r OrderItem)> {
+        let keys: Vec<(usize, TaskKey<ItemResult>)> = self
+            .items_mut()
+            .iter()
+            .map(|(number, slot)| (*number, slot.key.clone()))
+            .collect();
+        keys.into_iter().filter_map(|(number, key)| {
+            let item = results.get(&key).ok()?.as_ref()?;
+            Some((number, item))
         })
+    }
+
+    /// The whole order, once payment is known.
+    pub fn order_in(&self, results: &TaskResults) -> Option<Order> {
+        let payment = *results.get(&self.checkout.get()?.payment).ok()?;
+        Some(Order {
+            items: self
+                .items_in(results)
+                .map(|(_, item)| item.clone())
+                .collect(),
+            payment,
+        })
+    }
+
+    /// The stored order, once the read-back placed it.
+    pub fn stored_in<'r>(&self, results: &'r TaskResults) -> Option<&'r StoredOrder> {
+        results.get(&self.checkout.get()?.review).ok()
     }
 
     /// After item `number` was confirmed: name it in its description (so the model can
@@ -168,8 +171,7 @@ impl OrderFlow {
         item: &OrderItem,
         more_items: bool,
     ) -> Result<(), HandleError> {
-        self.dishes_mut().insert(number, item.name.clone());
-        self.group.add(self.item_entry(number, Some(item)))?;
+        let _ = self.group.add(self.item_entry(number, Some(item)))?;
         let is_last = number == self.last_item.load(Ordering::SeqCst);
         match (more_items, is_last) {
             (true, true) => self.add_item(),
@@ -185,7 +187,9 @@ impl OrderFlow {
         number: usize,
         has_other_items: bool,
     ) -> Result<(), HandleError> {
-        self.dishes_mut().remove(&number);
+        if let Some(slot) = self.items_mut().get_mut(&number) {
+            slot.dish = None;
+        }
         let is_last = number == self.last_item.load(Ordering::SeqCst);
         if is_last && has_other_items {
             self.add_checkout()?;
@@ -195,46 +199,57 @@ impl OrderFlow {
 
     /// The number of another confirmed item with the dish `name`, if any.
     pub(crate) fn item_named(&self, name: &str, except: usize) -> Option<usize> {
-        self.dishes_mut()
+        self.items_mut()
             .iter()
-            .find(|(number, dish)| **number != except && dish.as_str() == name)
+            .find(|(number, slot)| **number != except && slot.dish.as_deref() == Some(name))
             .map(|(number, _)| *number)
     }
 
-    fn dishes_mut(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<usize, String>> {
-        self.dishes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The dish item `number` was confirmed with, if it was (the caller is changing it).
+    pub(crate) fn dish_of(&self, number: usize) -> Option<String> {
+        self.items_mut().get(&number)?.dish.clone()
+    }
+
+    fn items_mut(&self) -> MutexGuard<'_, BTreeMap<usize, ItemSlot>> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds one more item task, before payment if payment is registered.
     pub(crate) fn add_item(self: &Arc<Self>) -> Result<(), HandleError> {
         let number = self.last_item.fetch_add(1, Ordering::SeqCst) + 1;
         let entry = self.item_entry(number, None);
-        if self.group.contains(PAYMENT) {
-            self.group.add_before(PAYMENT, entry)
+        if self.checkout.get().is_some() {
+            self.group.add_before(PAYMENT, entry)?;
         } else {
-            self.group.add(entry)
+            self.group.add(entry)?;
         }
+        Ok(())
     }
 
+    /// Adds payment and the read-back after the items, once.
     fn add_checkout(self: &Arc<Self>) -> Result<(), HandleError> {
-        if self.group.contains(PAYMENT) {
+        if self.checkout.get().is_some() {
             return Ok(());
         }
         let flow = self.clone();
-        self.group.add(
+        let payment = self.group.add(
             TaskEntry::new(PAYMENT, "Payment method and tip", move |results| {
-                collect_payment(flow.clone(), &items_in(results))
+                let items: Vec<OrderItem> = flow
+                    .items_in(results)
+                    .map(|(_, item)| item.clone())
+                    .collect();
+                collect_payment(flow.clone(), &items)
             })
             .depends_on(DependsOn::AllBefore),
         )?;
         let flow = self.clone();
-        self.group.add(TaskEntry::new(
+        let review = self.group.add(TaskEntry::new(
             REVIEW,
             "Final read-back and confirmation of the whole order",
-            move |results| review_order(flow.clone(), order_in(results)),
-        ))
+            move |results| review_order(flow.clone(), flow.order_in(results)),
+        ))?;
+        let _ = self.checkout.set(Checkout { payment, review });
+        Ok(())
     }
 }
 
@@ -243,41 +258,10 @@ pub fn item_id(number: usize) -> String {
     format!("item_{number}")
 }
 
-/// The items in the order so far (cancelled ones leave no trace), in order.
-pub fn items_in(results: &TaskResults) -> Vec<OrderItem> {
-    results
-        .values::<Option<OrderItem>>()
-        .filter_map(|(_, item)| item.clone())
-        .collect()
-}
-
-/// The whole order, once payment is known.
-pub fn order_in(results: &TaskResults) -> Option<Order> {
-    let payment = *results.get::<Payment>(PAYMENT).ok()?;
-    Some(Order {
-        items: items_in(results),
-        payment,
-    })
-}
-
-/// `2 x Bruschetta (no garlic)`.
-pub fn describe_item(item: &OrderItem) -> String {
-    if item.modifications.is_empty() {
-        format!("{} x {}", item.quantity, item.name)
-    } else {
-        format!(
-            "{} x {} ({})",
-            item.quantity,
-            item.name,
-            item.modifications.join(", ")
-        )
-    }
-}
-
-/// A key unique to this order: time, process and a counter.
-fn new_order_key() -> String {
+/// A key unique to this order: the time it started, the process and a counter.
+fn new_order_key(now: SystemTime) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
+    let nanos = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();

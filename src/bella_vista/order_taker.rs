@@ -3,15 +3,15 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::call_tools::with_call_tools;
 use super::check_menu::CheckMenu;
 use super::collect_order_item::STALL_TURNS;
-use super::order_flow::{OrderFlow, REVIEW, Restaurant};
+use super::order_flow::OrderFlow;
 use super::prompts::fill;
+use super::restaurant::Restaurant;
+use super::shared_tools::with_call_tools;
 use super::store::StoredOrder;
 use crate::agent::{
-    Agent, CallerInfo, OnEnter, StallAction, TaskGroupError, TaskResults, ToolContext, ToolError,
-    ToolResult, tools,
+    Agent, CallerInfo, StallAction, TaskGroupError, ToolContext, ToolError, ToolResult, tools,
 };
 
 /// The tool that starts an order (also what a stalled conversation falls back to).
@@ -31,7 +31,10 @@ pub fn order_taker_for(restaurant: Arc<Restaurant>, caller: Arc<CallerInfo>) -> 
         &[("categories", categories.as_str()), ("menu", menu.as_str())],
     );
     let agent = Agent::new("OrderTaker", instructions)
-        .on_enter(OnEnter::Reply(restaurant.prompts.greeting.clone()))
+        .on_enter(restaurant.opening(
+            restaurant.prompts.greeting_say.clone(),
+            restaurant.prompts.greeting.clone(),
+        ))
         .fills(TAKE_ORDER)
         .on_stall(STALL_TURNS, StallAction::CallTool(TAKE_ORDER.into()))
         .with_tools(CheckMenu(restaurant.clone()));
@@ -51,12 +54,12 @@ impl TakeOrder {
     /// Runs the order's task group and reports how it ended.
     #[tool]
     async fn take_order(&self, ctx: &mut ToolContext<'_, Infallible>) -> ToolResult {
-        let (group, _flow) = OrderFlow::start(self.restaurant.clone(), self.caller.clone());
+        let (group, flow) = OrderFlow::start(self.restaurant.clone(), self.caller.clone());
         match ctx.run_group(group).await {
-            Ok(results) => Ok(report(&results)),
+            Ok(results) => Ok(report(flow.stored_in(&results))),
             Err(TaskGroupError::Summary { results, error }) => {
                 tracing::warn!(%error, "order summary failed; the order itself is kept");
-                Ok(report(&results))
+                Ok(report(flow.stored_in(&results)))
             }
             Err(TaskGroupError::SessionClosed) => {
                 Err(ToolError::Failed("the call ended during the order".into()))
@@ -68,15 +71,16 @@ impl TakeOrder {
     }
 }
 
-fn report(results: &TaskResults) -> String {
-    match results.get::<StoredOrder>(REVIEW) {
-        Ok(stored) => format!(
+/// What the order taker hears when the order's group ended.
+fn report(stored: Option<&StoredOrder>) -> String {
+    match stored {
+        Some(stored) => format!(
             "The order is confirmed and saved as order number {}. Total {}, paid by {}. \
              Tell the caller their order number.",
             stored.id(),
             stored.total(),
             stored.order().payment.method
         ),
-        Err(_) => "No order was placed: the caller cancelled every item.".into(),
+        None => "No order was placed: the caller cancelled every item.".into(),
     }
 }

@@ -67,6 +67,11 @@ pub struct Prompts {
     pub item_say: String,
     /// What a later item task says on entering, from code, for a small model.
     pub item_next_say: String,
+    /// What an item task says on entering again to change its item (`{item}`), from code,
+    /// for a small model.
+    pub item_change_say: String,
+    /// How the order taker greets, from code, for a small model.
+    pub greeting_say: String,
     /// What the payment task says on entering, from code, for a small model.
     pub payment_say: String,
     /// What the read-back says on entering, from code, for a small model.
@@ -79,7 +84,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 27] = [
+const EMBEDDED: [(&str, &str); 29] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -105,6 +110,8 @@ const EMBEDDED: [(&str, &str); 27] = [
     embedded!("guard_fallback"),
     embedded!("item_say"),
     embedded!("item_next_say"),
+    embedded!("item_change_say"),
+    embedded!("greeting_say"),
     embedded!("payment_say"),
     embedded!("review_say"),
 ];
@@ -172,6 +179,8 @@ impl Prompts {
             guard_fallback: get("guard_fallback"),
             item_say: get("item_say"),
             item_next_say: get("item_next_say"),
+            item_change_say: get("item_change_say"),
+            greeting_say: get("greeting_say"),
             payment_say: get("payment_say"),
             review_say: get("review_say"),
         }

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use super::call_tools::with_call_tools;
 use super::collect_order_item::STALL_TURNS;
-use super::collect_payment::AddItem;
 use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
+use super::shared_tools::{AddItem, with_call_tools};
 use super::store::StoredOrder;
 use crate::agent::{AgentTask, KeyAction, StallAction, ToolContext, ToolError, ToolResult, tools};
 
@@ -80,13 +79,12 @@ impl ReviewOrder {
             .order
             .clone()
             .ok_or_else(|| ToolError::Rejected("the order has no payment details yet".into()))?;
-        let store = &self.flow.restaurant().store;
+        let restaurant = self.flow.restaurant();
         let telemetry = crate::telemetry::global();
         let origin = self.flow.origin();
-        match store
-            .confirm(self.flow.idempotency_key(), &order, &origin)
-            .await
-        {
+        let key = self.flow.idempotency_key();
+        let now = restaurant.clock.now();
+        match restaurant.store.confirm_at(key, &order, &origin, now).await {
             Ok(stored) => {
                 telemetry.order_confirmed("stored");
                 let id = stored.id();

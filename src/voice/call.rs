@@ -256,10 +256,10 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
                 frame: frame16,
                 is_speech,
             },
-            Instant::now(),
+            call_now(),
         );
         driver.execute(outputs, &mut output).await;
-        let outputs = driver.pipeline.tick(Instant::now());
+        let outputs = driver.pipeline.tick(call_now());
         driver.execute(outputs, &mut output).await;
         while let Ok(result) = results.try_recv() {
             driver.feed(result, &mut output).await;
@@ -397,7 +397,7 @@ impl Driver {
         if matches!(input, PipelineInput::Session(SessionEvent::SessionEnded)) {
             self.ended = true;
         }
-        let outputs = self.pipeline.handle(input, Instant::now());
+        let outputs = self.pipeline.handle(input, call_now());
         self.execute(outputs, output).await;
     }
 
@@ -562,6 +562,12 @@ async fn forward_events(mut session: SessionHandle, results: mpsc::UnboundedSend
             break;
         }
     }
+}
+
+/// The call's clock: tokio's, so the pipeline's timers and the call's metrics run on the
+/// same time as the call's sleeps and time-outs (virtual time in paused tests).
+fn call_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use bella_vista::bella_vista::menu::Menu;
 use bella_vista::bella_vista::order::OrderLimits;
 use bella_vista::bella_vista::prompts::Prompts;
 use bella_vista::bella_vista::store::{OrderStore, SqliteOrders, StoredOrder};
-use bella_vista::bella_vista::{Restaurant, order_taker, order_taker_for};
+use bella_vista::bella_vista::{Restaurant, WallClock, order_taker, order_taker_for};
 use bella_vista::llm::ChatRequest;
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use serde_json::{Value, json};
@@ -41,12 +41,23 @@ pub fn restaurant_transferring_to(
         store: OrderStore::open(db).expect("store opens"),
         transfer_to: transfer_to.map(str::to_string),
         small_model: false,
+        clock: WallClock::system(),
     })
 }
 
 /// Starts a call answered by the order taker on `llm`.
 pub async fn start(llm: &ScriptedLlm) -> Bella {
     start_with(llm, |db| order_taker(restaurant(db))).await
+}
+
+/// Starts a call answered by the order taker on `llm`, its orders stamped by `clock`.
+pub async fn start_with_clock(llm: &ScriptedLlm, clock: WallClock) -> Bella {
+    start_with(llm, |db| {
+        let mut restaurant = Arc::into_inner(restaurant(db)).expect("not shared yet");
+        restaurant.clock = clock;
+        order_taker(Arc::new(restaurant))
+    })
+    .await
 }
 
 /// Starts a call from the phone number `phone`, answered by the order taker on `llm`,

@@ -13,6 +13,7 @@ mod results;
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -20,7 +21,7 @@ use tokio::sync::Notify;
 
 pub use out_of_scope::OUT_OF_SCOPE;
 pub use plan::{DependsOn, PlanError};
-pub use results::{ResultError, TaskResult, TaskResults};
+pub use results::{ResultError, TaskKey, TaskResult, TaskResults};
 
 use super::activity::{self, Activity, Outcome};
 use super::events::SessionEvent;
@@ -131,19 +132,20 @@ where
 }
 
 /// One task of a group: its id, a description the model reads when deciding where to go
-/// back to, its dependencies, and the factory that builds it each time it is entered.
-pub struct TaskEntry {
+/// back to, its dependencies, and the factory that builds it each time it is entered. `T`
+/// is the type of its result, carried by its [`key`](TaskEntry::key).
+pub struct TaskEntry<T> {
     id: String,
     description: String,
     depends_on: DependsOn,
     factory: Arc<dyn GroupTask>,
+    result: PhantomData<fn() -> T>,
 }
 
-impl TaskEntry {
+impl<T: Send + Sync + 'static> TaskEntry<T> {
     /// A task whose `factory` builds it from the results so far.
-    pub fn new<T, F>(id: impl Into<String>, description: impl Into<String>, factory: F) -> Self
+    pub fn new<F>(id: impl Into<String>, description: impl Into<String>, factory: F) -> Self
     where
-        T: Send + Sync + 'static,
         F: Fn(&TaskResults) -> AgentTask<T> + Send + Sync + 'static,
     {
         TaskEntry {
@@ -151,9 +153,12 @@ impl TaskEntry {
             description: description.into(),
             depends_on: DependsOn::Nothing,
             factory: Arc::new(Factory(factory)),
+            result: PhantomData,
         }
     }
+}
 
+impl<T> TaskEntry<T> {
     /// Declares what this task's result depends on.
     pub fn depends_on(mut self, depends_on: DependsOn) -> Self {
         self.depends_on = depends_on;
@@ -163,6 +168,11 @@ impl TaskEntry {
     /// The id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The typed key of this task's result, for [`TaskResults::get`].
+    pub fn key(&self) -> TaskKey<T> {
+        TaskKey::new(self.id.as_str())
     }
 }
 
@@ -182,13 +192,14 @@ impl GroupShared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn add(&self, entry: TaskEntry, before: Option<&str>) -> Result<(), PlanError> {
+    fn add<T>(&self, entry: TaskEntry<T>, before: Option<&str>) -> Result<TaskKey<T>, PlanError> {
+        let key = entry.key();
         let mut state = self.lock();
         state
             .plan
             .add(&entry.id, &entry.description, entry.depends_on, before)?;
         state.factories.insert(entry.id, entry.factory);
-        Ok(())
+        Ok(key)
     }
 
     /// Queues a regression without interrupting (the caller interrupts its own task).
@@ -209,13 +220,18 @@ impl TaskGroupHandle {
         self.group.upgrade().ok_or(HandleError::Finished)
     }
 
-    /// Registers a task at the end (or replaces a task with the same id).
-    pub fn add(&self, entry: TaskEntry) -> Result<(), HandleError> {
+    /// Registers a task at the end (or replaces a task with the same id); returns the key
+    /// of its result.
+    pub fn add<T>(&self, entry: TaskEntry<T>) -> Result<TaskKey<T>, HandleError> {
         Ok(self.shared()?.add(entry, None)?)
     }
 
-    /// Registers a task just before the task `before`.
-    pub fn add_before(&self, before: &str, entry: TaskEntry) -> Result<(), HandleError> {
+    /// Registers a task just before the task `before`; returns the key of its result.
+    pub fn add_before<T>(
+        &self,
+        before: &str,
+        entry: TaskEntry<T>,
+    ) -> Result<TaskKey<T>, HandleError> {
         Ok(self.shared()?.add(entry, Some(before))?)
     }
 
@@ -306,12 +322,21 @@ impl TaskGroup {
         }
     }
 
-    /// Registers a task at the end. Re-adding an id replaces that task in place.
+    /// Registers a task at the end. Re-adding an id replaces that task in place. Chains
+    /// like LiveKit's `add`; take the result's key from the entry first
+    /// ([`TaskEntry::key`]), or use [`TaskGroup::add_keyed`].
     #[allow(clippy::should_implement_trait)] // `add` is the name LiveKit users know.
-    pub fn add(self, entry: TaskEntry) -> Self {
+    pub fn add<T>(self, entry: TaskEntry<T>) -> Self {
         // Adding to a fresh group cannot fail: there is no anchor to miss.
         let _ = self.shared.add(entry, None);
         self
+    }
+
+    /// Registers a task at the end and returns the key of its result.
+    pub fn add_keyed<T>(&mut self, entry: TaskEntry<T>) -> TaskKey<T> {
+        let key = entry.key();
+        let _ = self.shared.add(entry, None);
+        key
     }
 
     /// A handle for adding tasks and regressing while the group runs.

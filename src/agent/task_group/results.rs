@@ -1,7 +1,53 @@
-//! The results of a task group: by id, in registration order, with typed access.
+//! The results of a task group: by id, in registration order, read through typed keys.
 
 use std::any::{Any, type_name};
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// A task's id together with the type of its result: what [`TaskResults::get`] takes, so
+/// reading a result needs no string and no downcast at the call site. Get one from the
+/// entry ([`TaskEntry::key`](super::TaskEntry::key)) or from the handle that added it.
+pub struct TaskKey<T> {
+    id: Arc<str>,
+    result: PhantomData<fn() -> T>,
+}
+
+impl<T> TaskKey<T> {
+    /// The key of task `id` whose result is a `T` (for ids made at run time; a key from
+    /// the entry is always right).
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        TaskKey {
+            id: id.into(),
+            result: PhantomData,
+        }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<T> Clone for TaskKey<T> {
+    fn clone(&self) -> Self {
+        TaskKey::new(self.id.clone())
+    }
+}
+
+impl<T> PartialEq for TaskKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<T> Eq for TaskKey<T> {}
+
+impl<T> fmt::Debug for TaskKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskKey<{}>({:?})", type_name::<T>(), self.id)
+    }
+}
 
 /// One task's result: its value, or the failure recorded with `return_exceptions`.
 #[derive(Clone)]
@@ -57,8 +103,9 @@ impl TaskResults {
         TaskResults { entries }
     }
 
-    /// The result of task `id` as a `T`.
-    pub fn get<T: Any>(&self, id: &str) -> Result<&T, ResultError> {
+    /// The result of the task `key` names.
+    pub fn get<T: Any>(&self, key: &TaskKey<T>) -> Result<&T, ResultError> {
+        let id = key.id();
         match self.raw(id) {
             None => Err(ResultError::Missing(id.to_string())),
             Some(TaskResult::Failed(message)) => Err(ResultError::Failed {
@@ -119,19 +166,21 @@ mod tests {
             ("b".into(), TaskResult::Value(Arc::new("x".to_string()))),
             ("c".into(), TaskResult::Failed("boom".into())),
         ]);
-        assert_eq!(results.get::<u32>("a"), Ok(&1));
+        let key = TaskKey::<u32>::new;
+        assert_eq!(results.get(&key("a")), Ok(&1));
         assert!(matches!(
-            results.get::<u32>("b"),
+            results.get(&key("b")),
             Err(ResultError::WrongType { .. })
         ));
         assert!(matches!(
-            results.get::<u32>("c"),
+            results.get(&key("c")),
             Err(ResultError::Failed { .. })
         ));
         assert_eq!(
-            results.get::<u32>("z"),
+            results.get(&key("z")),
             Err(ResultError::Missing("z".into()))
         );
+        assert_eq!(format!("{:?}", key("a")), "TaskKey<u32>(\"a\")");
         let strings: Vec<_> = results.values::<String>().collect();
         assert_eq!(strings, vec![("b", &"x".to_string())]);
         assert_eq!(results.ids().collect::<Vec<_>>(), vec!["a", "b", "c"]);

@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use super::reply::ACTION;
 use crate::llm::{ChatItem, ChatRequest, ChatRole, RequestPurpose, ToolSpec};
 
 /// The prompt for `request`.
@@ -41,10 +42,10 @@ pub fn render(request: &ChatRequest) -> String {
             ChatItem::FunctionCall {
                 name, arguments, ..
             } => {
-                let written = if fill.is_some_and(|tool| tool.name == *name) {
-                    heard_json(arguments)
-                } else {
-                    call_json(name, arguments)
+                let written = match fill {
+                    Some(tool) if tool.name == *name => heard_json(name, arguments),
+                    Some(_) => action_json(name, arguments),
+                    None => call_json(name, arguments),
                 };
                 turn(&mut prompt, "assistant", &written);
             }
@@ -73,21 +74,35 @@ pub fn say_json(text: &str) -> String {
 /// `{"tool": "...", "arguments": {...}}`, as the model writes it (arguments that are not
 /// JSON are kept as a string).
 pub fn call_json(name: &str, arguments: &str) -> String {
-    let arguments: Value =
-        serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_string()));
     format!(
         "{{\"tool\": {}, \"arguments\": {}}}",
         Value::String(name.to_string()),
-        arguments
+        json_or_string(arguments)
     )
 }
 
-/// `{"heard": {...}}`: a filled call, as the model wrote it (before its words, which were
-/// not needed).
-pub fn heard_json(arguments: &str) -> String {
-    let arguments: Value =
-        serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_string()));
-    format!("{{\"heard\": {arguments}}}")
+/// `{"action": "...", "heard": {...}}`: a filled call, as the model wrote it (before its
+/// words, which were not needed).
+pub fn heard_json(name: &str, arguments: &str) -> String {
+    format!(
+        "{{\"{ACTION}\": {}, \"heard\": {}}}",
+        Value::String(name.to_string()),
+        json_or_string(arguments)
+    )
+}
+
+/// `{"action": "...", "arguments": {...}}`: another tool called in a step that fills one.
+pub fn action_json(name: &str, arguments: &str) -> String {
+    format!(
+        "{{\"{ACTION}\": {}, \"arguments\": {}}}",
+        Value::String(name.to_string()),
+        json_or_string(arguments)
+    )
+}
+
+/// Arguments as JSON, or as a string when they are not JSON.
+fn json_or_string(arguments: &str) -> Value {
+    serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_string()))
 }
 
 fn turn(prompt: &mut String, role: &str, content: &str) {
@@ -101,28 +116,17 @@ fn turn(prompt: &mut String, role: &str, content: &str) {
 /// How to answer: the forms of the reply and the tools of this step, described in a line
 /// each.
 fn reply_rules(tools: &[ToolSpec], fill: Option<&ToolSpec>) -> String {
-    let mut rules = String::from("Answer with exactly one JSON object:\n");
-    match fill {
-        Some(tool) => {
-            let fields = match parameters(&tool.parameters) {
-                fields if fields.is_empty() => "ready: true once the caller wants it".into(),
-                fields => fields,
-            };
-            rules.push_str(&format!(
-                "{{\"heard\": {{...}}, \"say\": \"...\"}}: in \"heard\", what the caller has \
-                 told you for {} ({fields}), null for anything not said yet; in \"say\", your \
-                 next words to the caller, short and spoken. As soon as everything in \"heard\" \
-                 is known, {} is done for you.\n",
-                tool.name, tool.name
-            ));
-        }
-        None => rules
-            .push_str("{\"say\": \"...\"} with your next words to the caller, short and spoken.\n"),
-    }
     let others: Vec<&ToolSpec> = tools
         .iter()
         .filter(|tool| fill.is_none_or(|filled| filled.name != tool.name))
         .collect();
+    if let Some(tool) = fill {
+        return filled_rules(tool, &others);
+    }
+    let mut rules = String::from(
+        "Answer with exactly one JSON object:\n{\"say\": \"...\"} with your next words to the \
+         caller, short and spoken.\n",
+    );
     if others.is_empty() {
         return rules;
     }
@@ -130,7 +134,40 @@ fn reply_rules(tools: &[ToolSpec], fill: Option<&ToolSpec>) -> String {
         "Or {\"tool\": \"NAME\", \"arguments\": {...}} to use one of these tools; you will see \
          its result and answer again:\n",
     );
-    for tool in others {
+    push_tool_lines(&mut rules, &others);
+    rules
+}
+
+/// The rules of a step that fills `tool`: first what the caller wants (this step or one
+/// of the `others`), then the fields that choice needs.
+fn filled_rules(tool: &ToolSpec, others: &[&ToolSpec]) -> String {
+    let name = &tool.name;
+    let fields = match parameters(&tool.parameters) {
+        fields if fields.is_empty() => "ready: true once the caller wants it".into(),
+        fields => fields,
+    };
+    let mut rules = format!(
+        "Answer with exactly one JSON object. Its \"{ACTION}\" says what the caller wants \
+         now.\n\
+         - {{\"{ACTION}\": \"{name}\", \"heard\": {{...}}, \"say\": \"...\"}} when the caller \
+         is answering you about this step: in \"heard\", what the caller has told you for \
+         {name} ({fields}), null for anything not said yet; in \"say\", your next words to \
+         the caller, short and spoken. As soon as everything in \"heard\" is known, {name} is \
+         done for you.\n"
+    );
+    if !others.is_empty() {
+        rules.push_str(&format!(
+            "- {{\"{ACTION}\": \"NAME\", \"arguments\": {{...}}}} when the caller wants one of \
+             these instead (you will see its result and answer again):\n"
+        ));
+        push_tool_lines(&mut rules, others);
+    }
+    rules
+}
+
+/// `- name(arguments): description`, a line per tool.
+fn push_tool_lines(rules: &mut String, tools: &[&ToolSpec]) {
+    for tool in tools {
         rules.push_str(&format!(
             "- {}({}): {}\n",
             tool.name,
@@ -138,7 +175,6 @@ fn reply_rules(tools: &[ToolSpec], fill: Option<&ToolSpec>) -> String {
             tool.description
         ));
     }
-    rules
 }
 
 /// `name: type, ...` of a JSON schema's properties (enums as their values).
@@ -223,6 +259,29 @@ mod tests {
         ));
         assert!(prompt.contains("confirm_item result: Confirmed"));
         assert!(prompt.ends_with("<|im_start|>assistant\n"));
+    }
+
+    #[test]
+    fn a_filling_step_lists_what_the_caller_may_want_and_writes_calls_as_actions() {
+        let mut filling = request();
+        filling.tools.push(ToolSpec {
+            name: "cancel_item".into(),
+            description: "Cancel this item.".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {}}),
+        });
+        filling.fill = Some("confirm_payment".into());
+        let prompt = render(&filling);
+        assert!(prompt.contains(
+            "{\"action\": \"confirm_payment\", \"heard\": {...}, \"say\": \"...\"} when the caller is answering"
+        ));
+        assert!(prompt.contains("- cancel_item(): Cancel this item."));
+        assert!(
+            !prompt.contains("- confirm_payment("),
+            "the filled tool is not offered twice"
+        );
+        assert!(prompt.contains(
+            "{\"action\": \"confirm_item\", \"arguments\": {\"name\":\"Tiramisu\",\"quantity\":2}}"
+        ));
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! a small model cannot write a malformed call, call a tool that is not offered, or chat
 //! and call at once; [`ReplyParser`] reads it as it is generated, so the words to say
 //! stream out before the reply is complete.
+//!
+//! A step that fills a tool (see [`Fill`]) opens every reply with a closed choice instead:
+//! `{"action": NAME, ...}`, the filled tool when the caller is answering the step
+//! (`"heard"` and `"say"` follow) or another offered tool (its `"arguments"` follow). A
+//! small model rarely decides on its own to leave the form it is filling for another tool;
+//! asked first, in one word from a fixed list, what the caller wants, it does.
 
 use serde_json::{Value, json};
 
@@ -14,6 +20,10 @@ const MAX_SAY_CHARS: u64 = 400;
 
 /// A field of a filled tool with no arguments: whether the caller wants it now.
 pub const READY: &str = "ready";
+
+/// The first field of a reply in a step that fills a tool: which tool the caller's words
+/// are for.
+pub const ACTION: &str = "action";
 
 /// The tool a reply fills, and which of its arguments must be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,26 +84,36 @@ fn heard_schema(tool: &ToolSpec) -> Value {
 }
 
 /// The JSON schema of a reply when `tools` are offered, filling `fill` if named.
+/// Properties are listed in the order the model writes them (llama.cpp's grammar keeps
+/// the schema's order).
 pub fn reply_schema(tools: &[ToolSpec], fill: Option<&str>) -> Value {
     let filled = fill.and_then(|name| tools.iter().find(|tool| tool.name == name));
-    let say = match filled {
-        Some(tool) => json!({
-            "type": "object",
-            "properties": {
-                "heard": heard_schema(tool),
-                "say": {"type": "string", "maxLength": MAX_SAY_CHARS},
-            },
-            "required": ["heard", "say"],
-            "additionalProperties": false,
-        }),
-        None => json!({
-            "type": "object",
-            "properties": {"say": {"type": "string", "maxLength": MAX_SAY_CHARS}},
-            "required": ["say"],
-            "additionalProperties": false,
-        }),
+    let say = json!({"type": "string", "maxLength": MAX_SAY_CHARS});
+    let (first, key) = match filled {
+        Some(tool) => (
+            json!({
+                "type": "object",
+                "properties": {
+                    ACTION: {"const": tool.name},
+                    "heard": heard_schema(tool),
+                    "say": say,
+                },
+                "required": [ACTION, "heard", "say"],
+                "additionalProperties": false,
+            }),
+            ACTION,
+        ),
+        None => (
+            json!({
+                "type": "object",
+                "properties": {"say": say},
+                "required": ["say"],
+                "additionalProperties": false,
+            }),
+            "tool",
+        ),
     };
-    let mut forms = vec![say];
+    let mut forms = vec![first];
     for tool in tools.iter().filter(|tool| Some(tool.name.as_str()) != fill) {
         let mut arguments = tool.parameters.clone();
         if let Some(object) = arguments.as_object_mut() {
@@ -102,8 +122,8 @@ pub fn reply_schema(tools: &[ToolSpec], fill: Option<&str>) -> Value {
         }
         forms.push(json!({
             "type": "object",
-            "properties": {"tool": {"const": tool.name}, "arguments": arguments},
-            "required": ["tool", "arguments"],
+            "properties": {key: {"const": tool.name}, "arguments": arguments},
+            "required": [key, "arguments"],
             "additionalProperties": false,
         }));
     }
@@ -226,10 +246,11 @@ impl ReplyParser {
         if let Some(say) = value.get("say").and_then(Value::as_str) {
             return Ok(Reply::Say(say.to_string()));
         }
-        match (
-            value.get("tool").and_then(Value::as_str),
-            value.get("arguments"),
-        ) {
+        let name = value
+            .get("tool")
+            .or_else(|| value.get(ACTION))
+            .and_then(Value::as_str);
+        match (name, value.get("arguments")) {
             (Some(name), Some(arguments)) => Ok(Reply::Call(ToolCall {
                 call_id,
                 name: name.to_string(),
@@ -348,11 +369,33 @@ mod tests {
     }
 
     #[test]
+    fn properties_are_written_in_the_order_the_model_must_write_them() {
+        // llama.cpp's grammar takes an object's properties in the order the schema text
+        // lists them: the tool's name must come before its arguments (as the prompt shows
+        // it), and a tool's arguments in their declared order.
+        let confirm = ToolSpec {
+            name: "confirm_item".into(),
+            description: "Confirm.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "name": {"type": "string"}, "quantity": {"type": "integer"},
+                "modifications": {"type": "array", "items": {"type": "string"}}},
+                "required": ["name", "quantity", "modifications"]}),
+        };
+        let text = reply_schema(&[tool(), confirm.clone()], None).to_string();
+        let tool_at = text.find("\"tool\":{\"const\"").unwrap();
+        assert!(tool_at < text.find("\"arguments\"").unwrap(), "{text}");
+        let heard = reply_schema(&[confirm], Some("confirm_item")).to_string();
+        let at = |key: &str| heard.find(&format!("\"{key}\":{{\"anyOf\"")).unwrap();
+        assert!(at("name") < at("quantity") && at("quantity") < at("modifications"));
+        assert!(heard.find("\"heard\"").unwrap() < heard.find("\"say\"").unwrap());
+    }
+
+    #[test]
     fn a_filled_tool_is_heard_first_and_called_once_its_arguments_are_known() {
         let schema = reply_schema(&[tool()], Some("confirm_item"));
         let forms = schema["oneOf"].as_array().map_or(1, Vec::len);
         assert_eq!(forms, 1, "the filled tool has no separate call form");
-        assert_eq!(schema["required"], json!(["heard", "say"]));
+        assert_eq!(schema["required"], json!(["action", "heard", "say"]));
         let fill = Fill::of("confirm_item", &[tool()]).unwrap();
         let mut partial = ReplyParser::new(Some(fill.clone()));
         assert_eq!(
@@ -374,6 +417,42 @@ mod tests {
                 call_id: "c1".into(),
                 name: "confirm_item".into(),
                 arguments: "{\"quantity\":2}".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_filling_step_asks_first_which_tool_the_caller_wants() {
+        let cancel = ToolSpec {
+            name: "cancel_item".into(),
+            description: "Cancel it.".into(),
+            parameters: json!({"type": "object", "properties": {}}),
+        };
+        let tools = [tool(), cancel];
+        let schema = reply_schema(&tools, Some("confirm_item"));
+        let forms = schema["oneOf"].as_array().unwrap();
+        assert_eq!(forms[0]["properties"]["action"]["const"], "confirm_item");
+        assert_eq!(forms[1]["properties"]["action"]["const"], "cancel_item");
+        assert_eq!(forms[1]["required"], json!(["action", "arguments"]));
+        let text = schema.to_string();
+        assert!(text.find("\"action\"").unwrap() < text.find("\"heard\"").unwrap());
+
+        let fill = Fill::of("confirm_item", &tools).unwrap();
+        let mut answer = ReplyParser::new(Some(fill.clone()));
+        answer.push("{\"action\": \"confirm_item\", \"heard\": {\"quantity\": 3}");
+        assert!(answer.is_complete());
+        let mut other = ReplyParser::new(Some(fill));
+        assert_eq!(
+            other.push("{\"action\": \"cancel_item\", \"arguments\": {}}"),
+            None
+        );
+        assert!(!other.is_complete());
+        assert_eq!(
+            other.finish("c2".into()).unwrap(),
+            Reply::Call(ToolCall {
+                call_id: "c2".into(),
+                name: "cancel_item".into(),
+                arguments: "{}".into(),
             })
         );
     }

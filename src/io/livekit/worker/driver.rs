@@ -16,6 +16,7 @@ use super::connection::{ConnectError, Connection, Registration};
 use super::job::{AssignedJob, Canceller, JobHandler, cancel_pair};
 use super::jobs::{Input, JobBook, JobBookConfig, JobStart, Output};
 use super::options::{ServerUrl, WorkerOptions};
+use super::timers::{Due, TimerConfig, WorkerTimers};
 use crate::io::cpu::CpuMeter;
 use crate::telemetry::{self, WorkerState};
 
@@ -23,20 +24,16 @@ type ConnectFuture = Pin<Box<dyn Future<Output = Result<Connection, ConnectError
 
 /// The connection to the server, in one of its three states.
 enum Link {
-    /// Waiting to try again (`attempt` failures so far).
-    Down { retry_at: Instant, attempt: u32 },
+    /// Waiting to try again (the timers know when).
+    Down,
     /// Connecting and registering.
-    Connecting {
-        attempt: u32,
-        connecting: ConnectFuture,
-    },
+    Connecting(ConnectFuture),
     /// Registered.
     Up(Connection),
 }
 
 /// What the connection did.
 enum LinkEvent {
-    RetryDue,
     Connected(Result<Connection, ConnectError>),
     Received(Result<Box<server_message::Message>, ConnectError>),
 }
@@ -46,11 +43,8 @@ enum Event {
     ShutdownRequested,
     Link(LinkEvent),
     TaskEnded(Result<(task::Id, Result<(), String>), JoinError>),
-    PingDue,
-    CpuDue,
+    TimerDue,
     BookTimeout,
-    DrainDeadline,
-    AbortDeadline,
 }
 
 pub(super) struct Driver {
@@ -64,12 +58,8 @@ pub(super) struct Driver {
     link: Link,
     /// `update_job` messages produced while disconnected, sent after re-registering.
     outbox: VecDeque<worker_message::Message>,
-    next_ping: Instant,
-    last_heard: Instant,
+    timers: WorkerTimers,
     cpu: CpuMeter,
-    next_cpu_sample: Instant,
-    drain_deadline: Option<Instant>,
-    abort_at: Option<Instant>,
     drained: bool,
 }
 
@@ -85,11 +75,16 @@ impl Driver {
             participant_name: options.agent_name.clone(),
             cpu_full: options.cpu_full,
         });
-        let now = Instant::now();
-        let link = Link::Down {
-            retry_at: now,
-            attempt: 0,
-        };
+        let timers = WorkerTimers::new(
+            TimerConfig {
+                ping_interval: options.ping_interval,
+                load_interval: options.load_interval,
+                drain_timeout: options.drain_timeout,
+                cancel_grace: options.cancel_grace,
+                backoff: options.backoff,
+            },
+            Instant::now().into_std(),
+        );
         Self {
             options,
             url,
@@ -98,14 +93,10 @@ impl Driver {
             tasks: JoinSet::new(),
             task_jobs: HashMap::new(),
             cancellers: HashMap::new(),
-            link,
+            link: Link::Down,
             outbox: VecDeque::new(),
-            next_ping: now,
-            last_heard: now,
+            timers,
             cpu: CpuMeter::new(),
-            next_cpu_sample: now,
-            drain_deadline: None,
-            abort_at: None,
             drained: false,
         }
     }
@@ -116,25 +107,18 @@ impl Driver {
     ) -> Result<(), WorkerError> {
         tokio::pin!(shutdown);
         telemetry::global().set_worker_state(WorkerState::Connecting);
-        self.link = Link::Connecting {
-            attempt: 0,
-            connecting: self.connect(),
-        };
+        self.link = Link::Connecting(self.connect());
         loop {
             self.flush_book().await;
             if self.drained {
                 break;
             }
-            let link_up = matches!(self.link, Link::Up(_));
             let event = tokio::select! {
                 () = &mut shutdown, if !self.book.is_draining() => Event::ShutdownRequested,
                 event = next_link_event(&mut self.link) => Event::Link(event),
                 Some(ended) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Event::TaskEnded(ended),
-                () = sleep_until(self.next_ping), if link_up => Event::PingDue,
-                () = sleep_until(self.next_cpu_sample) => Event::CpuDue,
+                () = sleep_until_some(self.timers.next_deadline().map(Instant::from_std)) => Event::TimerDue,
                 () = sleep_until_some(self.book.poll_timeout().map(Instant::from_std)) => Event::BookTimeout,
-                () = sleep_until_some(self.drain_deadline) => Event::DrainDeadline,
-                () = sleep_until_some(self.abort_at) => Event::AbortDeadline,
             };
             if let Err(error) = self.on_event(event).await {
                 self.stop_all_jobs();
@@ -148,13 +132,7 @@ impl Driver {
                 "job updates not delivered: no connection at shutdown"
             );
         }
-        if let Link::Up(connection) = std::mem::replace(
-            &mut self.link,
-            Link::Down {
-                retry_at: Instant::now(),
-                attempt: 0,
-            },
-        ) {
+        if let Link::Up(connection) = std::mem::replace(&mut self.link, Link::Down) {
             connection.close().await;
         }
         tracing::info!("worker stopped");
@@ -169,47 +147,53 @@ impl Driver {
                     running = self.book.running(),
                     "shutting down: draining the worker"
                 );
-                self.drain_deadline = Some(now + self.options.drain_timeout);
+                self.timers.drain_requested(now.into_std());
                 self.book.handle(Input::DrainRequested, now.into_std());
                 telemetry::global().set_worker_state(WorkerState::Draining);
-            }
-            Event::Link(LinkEvent::RetryDue) => {
-                let attempt = match self.link {
-                    Link::Down { attempt, .. } => attempt,
-                    Link::Connecting { attempt, .. } => attempt,
-                    Link::Up(_) => 0,
-                };
-                self.link = Link::Connecting {
-                    attempt,
-                    connecting: self.connect(),
-                };
             }
             Event::Link(LinkEvent::Connected(result)) => self.on_connected(result, now).await?,
             Event::Link(LinkEvent::Received(Ok(message))) => self.on_message(message, now),
             Event::Link(LinkEvent::Received(Err(error))) => {
                 tracing::warn!(%error, "connection to the server lost; reconnecting");
-                self.link_lost(0, now);
+                self.link_lost(now);
             }
             Event::TaskEnded(ended) => self.on_task_ended(ended, now),
-            Event::PingDue => self.ping(now).await,
-            Event::CpuDue => {
-                self.next_cpu_sample = now + self.options.load_interval;
+            Event::TimerDue => {
+                while let Some(due) = self.timers.poll_due(now.into_std()) {
+                    self.on_due(due, now).await;
+                }
+            }
+            Event::BookTimeout => self.book.handle(Input::Tick, now.into_std()),
+        }
+        Ok(())
+    }
+
+    /// Acts on what a clock says is due.
+    async fn on_due(&mut self, due: Due, now: Instant) {
+        match due {
+            Due::Reconnect => {
+                tracing::debug!(attempt = self.timers.attempt(), "connecting to the server");
+                self.link = Link::Connecting(self.connect());
+            }
+            Due::Ping => self.ping().await,
+            Due::ServerSilent => {
+                tracing::warn!("no answer from the server; reconnecting");
+                self.link = Link::Down;
+                self.show_connecting();
+            }
+            Due::CpuSample => {
                 if let Some(share) = self.cpu.sample().await {
                     self.book.handle(Input::CpuMeasured(share), now.into_std());
                 }
             }
-            Event::BookTimeout => self.book.handle(Input::Tick, now.into_std()),
-            Event::DrainDeadline => {
-                self.drain_deadline = None;
+            Due::DrainDeadline => {
                 tracing::warn!(
                     running = self.book.running(),
                     "drain timeout: cancelling the remaining jobs"
                 );
-                self.abort_at = Some(now + self.options.cancel_grace);
                 self.book.handle(Input::DrainDeadlinePassed, now.into_std());
             }
-            Event::AbortDeadline => {
-                self.abort_at = None;
+            Due::AbortJobs => {
                 tracing::warn!(
                     running = self.tasks.len(),
                     "jobs ignored their cancellation; aborting them"
@@ -217,7 +201,6 @@ impl Driver {
                 self.tasks.abort_all();
             }
         }
-        Ok(())
     }
 
     async fn on_connected(
@@ -225,10 +208,6 @@ impl Driver {
         result: Result<Connection, ConnectError>,
         now: Instant,
     ) -> Result<(), WorkerError> {
-        let attempt = match self.link {
-            Link::Connecting { attempt, .. } => attempt,
-            Link::Down { .. } | Link::Up(_) => 0,
-        };
         match result {
             Ok(connection) => {
                 tracing::info!(
@@ -240,8 +219,7 @@ impl Driver {
                 if !self.book.is_draining() {
                     telemetry::global().set_worker_state(WorkerState::Registered);
                 }
-                self.last_heard = now;
-                self.next_ping = now;
+                self.timers.registered(now.into_std());
                 self.book.handle(Input::Registered, now.into_std());
                 for message in std::mem::take(&mut self.outbox) {
                     self.send(message).await;
@@ -254,16 +232,17 @@ impl Driver {
             }),
             Err(ConnectError::Panicked(message)) => Err(WorkerError::Connector(message)),
             Err(error) => {
-                let delay = self.options.backoff.delay(attempt);
+                let delay = self.timers.connect_failed(now.into_std());
                 tracing::warn!(%error, retry_in = ?delay, "cannot register with the server");
-                self.link_lost(attempt, now);
+                self.link = Link::Down;
+                self.show_connecting();
                 Ok(())
             }
         }
     }
 
     fn on_message(&mut self, message: Box<server_message::Message>, now: Instant) {
-        self.last_heard = now;
+        self.timers.heard(now.into_std());
         let input = match *message {
             server_message::Message::Availability(request) => Input::AvailabilityRequested(request),
             server_message::Message::Assignment(assignment) => Input::JobAssigned(assignment),
@@ -273,13 +252,9 @@ impl Driver {
             server_message::Message::Pong(_) | server_message::Message::Register(_) => return,
             server_message::Message::GoAway(_) => {
                 tracing::info!("the server is draining this connection; re-registering");
-                if !self.book.is_draining() {
-                    telemetry::global().set_worker_state(WorkerState::Connecting);
-                }
-                self.link = Link::Down {
-                    retry_at: now,
-                    attempt: 0,
-                };
+                self.timers.reconnect_now(now.into_std());
+                self.link = Link::Down;
+                self.show_connecting();
                 return;
             }
         };
@@ -312,14 +287,7 @@ impl Driver {
             .handle(Input::JobFinished { job_id, outcome }, now.into_std());
     }
 
-    async fn ping(&mut self, now: Instant) {
-        let interval = self.options.ping_interval;
-        self.next_ping = now + interval;
-        if now.duration_since(self.last_heard) > interval * 3 {
-            tracing::warn!("no answer from the server; reconnecting");
-            self.link_lost(0, now);
-            return;
-        }
+    async fn ping(&mut self) {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -379,7 +347,7 @@ impl Driver {
         if let Err(error) = connection.send(message.clone()).await {
             tracing::warn!(%error, "connection to the server lost while sending; reconnecting");
             self.keep_if_job_update(message);
-            self.link_lost(0, Instant::now());
+            self.link_lost(Instant::now());
         }
     }
 
@@ -389,15 +357,18 @@ impl Driver {
         }
     }
 
-    fn link_lost(&mut self, attempt: u32, now: Instant) {
+    /// A registered link broke: connect again after the first backoff step.
+    fn link_lost(&mut self, now: Instant) {
+        self.timers.link_lost(now.into_std());
+        self.link = Link::Down;
+        self.show_connecting();
+    }
+
+    /// Shows the operator the worker is (re)connecting, unless it is draining.
+    fn show_connecting(&self) {
         if !self.book.is_draining() {
             telemetry::global().set_worker_state(WorkerState::Connecting);
         }
-        let retry_at = now + self.options.backoff.delay(attempt);
-        self.link = Link::Down {
-            retry_at,
-            attempt: attempt.saturating_add(1),
-        };
     }
 
     fn connect(&self) -> ConnectFuture {
@@ -455,11 +426,8 @@ fn panic_message(error: JoinError) -> String {
 
 async fn next_link_event(link: &mut Link) -> LinkEvent {
     match link {
-        Link::Down { retry_at, .. } => {
-            sleep_until(*retry_at).await;
-            LinkEvent::RetryDue
-        }
-        Link::Connecting { connecting, .. } => LinkEvent::Connected(connecting.as_mut().await),
+        Link::Down => pending().await,
+        Link::Connecting(connecting) => LinkEvent::Connected(connecting.as_mut().await),
         Link::Up(connection) => LinkEvent::Received(connection.recv().await),
     }
 }

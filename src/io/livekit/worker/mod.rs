@@ -48,6 +48,7 @@ mod driver;
 mod job;
 pub mod jobs;
 mod options;
+mod timers;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,11 +1,15 @@
-//! Tools that act on the call itself, offered by the order taker and by every order task
-//! (so "that's all, bye" or "can I talk to a person?" works at any point):
-//! `end_call()` and `transfer_to_staff()`. Both are withheld while a task enters, and both
-//! say their sentence from code, so the caller hears exactly what happens.
+//! Tools more than one step offers.
+//!
+//! - `end_call()` and `transfer_to_staff()` act on the call itself, offered by the order
+//!   taker and by every order task (so "that's all, bye" or "can I talk to a person?" works
+//!   at any point). Both are withheld while a task enters, and both say their sentence from
+//!   code, so the caller hears exactly what happens.
+//! - `add_item()`, offered by payment and the read-back, takes one more item.
 
 use std::sync::Arc;
 
-use super::order_flow::Restaurant;
+use super::order_flow::OrderFlow;
+use super::restaurant::Restaurant;
 use crate::agent::{
     AgentTask, CallerInfo, ToolContext, ToolError, ToolResult, TransferError, tools,
 };
@@ -88,5 +92,21 @@ impl CallTools {
                 ))
             }
         }
+    }
+}
+
+/// `add_item()`, offered by payment and the read-back: go back and take one more item.
+pub(crate) struct AddItem(pub(crate) Arc<OrderFlow>);
+
+#[tools]
+impl AddItem {
+    /// The caller wants to add another item to the order.
+    #[tool]
+    fn add_item<T: Send + 'static>(&self, ctx: &mut ToolContext<'_, T>) -> ToolResult {
+        self.0
+            .add_item()
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        ctx.interrupt();
+        Ok("Taking one more item.".to_string())
     }
 }
