@@ -10,7 +10,7 @@ use super::shared_tools::with_call_tools;
 use crate::agent::{
     AgentTask, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
 };
-use crate::llm::{ChatContext, ChatItem, ChatRole};
+use crate::llm::{ChatContext, ChatRole};
 
 /// Caller turns without a tool before a task asks its question again from code.
 pub(crate) const STALL_TURNS: usize = 3;
@@ -78,27 +78,11 @@ pub fn collect_order_item(
 /// The caller's last few turns, where the dish a small model fills in must have been
 /// named.
 fn recent_caller_words(chat: &ChatContext) -> String {
-    caller_turns(chat)
+    let turns: Vec<&str> = chat
+        .messages_from(ChatRole::User)
         .take(CALLER_TURNS_NAMING_A_DISH)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Everything the caller said in this call, where the payment method a small model fills
-/// in must have been named (callers often say how they pay in their first sentence).
-pub(crate) fn all_caller_words(chat: &ChatContext) -> String {
-    caller_turns(chat).collect::<Vec<_>>().join(" ")
-}
-
-/// The caller's turns, last first.
-fn caller_turns(chat: &ChatContext) -> impl Iterator<Item = &str> {
-    chat.items().iter().rev().filter_map(|item| match item {
-        ChatItem::Message {
-            role: ChatRole::User,
-            text,
-        } => Some(text.as_str()),
-        _ => None,
-    })
+        .collect();
+    turns.join(" ")
 }
 
 /// How many of the caller's last turns may name what is being confirmed (the dish, then
@@ -132,8 +116,7 @@ impl CollectOrderItem {
         modifications: Vec<String>,
         more_items: bool,
     ) -> ToolResult {
-        let said = recent_caller_words(ctx.chat_context());
-        let item = self.valid_item(&name, quantity, &modifications, &said)?;
+        let item = self.valid_item(&name, quantity, &modifications, ctx.chat_context())?;
         let summary = format!("{} at {} each", item.describe(), item.unit_price);
         if !ctx.complete(Some(item.clone())) {
             return Err(ToolError::Rejected(
@@ -167,7 +150,7 @@ impl CollectOrderItem {
         name: &str,
         quantity: i64,
         modifications: &[String],
-        said: &str,
+        chat: &ChatContext,
     ) -> Result<OrderItem, ToolError> {
         let restaurant = self.flow.restaurant();
         let number = self.number;
@@ -175,7 +158,7 @@ impl CollectOrderItem {
             .menu
             .find_item(name)
             .map_err(|unknown| ToolError::Rejected(unknown.to_string()))?;
-        if restaurant.small_model && !dish.is_named_in(said) {
+        if restaurant.small_model && !dish.is_named_in(&recent_caller_words(chat)) {
             return Err(ToolError::Rejected(format!(
                 "the caller has not named {} for item {number}: ask them which dish they \
                  would like",

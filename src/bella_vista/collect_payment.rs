@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use super::collect_order_item::{STALL_TURNS, all_caller_words};
+use super::collect_order_item::STALL_TURNS;
 use super::money::Cents;
 use super::order::{OrderItem, OrderLimits, Payment, PaymentMethod};
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::shared_tools::{AddItem, with_call_tools};
 use crate::agent::{AgentTask, StallAction, ToolContext, ToolError, ToolResult, tools};
+use crate::llm::ChatRole;
 
 /// Builds the payment task for these items.
 pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<Payment> {
@@ -61,10 +62,14 @@ impl CollectPayment {
         method: PaymentMethod,
         tip_percentage: f64,
     ) -> ToolResult {
-        if self.small_model && !method.is_named_in(&all_caller_words(ctx.chat_context())) {
-            return Err(ToolError::Rejected(
-                "the caller has not said how they pay: ask them (card, cash or mobile)".into(),
-            ));
+        // Callers often say how they pay in their first sentence: the whole call counts.
+        if self.small_model {
+            let said: Vec<&str> = ctx.chat_context().messages_from(ChatRole::User).collect();
+            if !method.is_named_in(&said.join(" ")) {
+                return Err(ToolError::Rejected(
+                    "the caller has not said how they pay: ask them (card, cash or mobile)".into(),
+                ));
+            }
         }
         let tip_percent = whole_percent(tip_percentage, self.limits.max_tip_percent)?;
         self.limits

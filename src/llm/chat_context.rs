@@ -151,7 +151,12 @@ impl ChatContext {
 
     /// The text of the last message from `role`, if any.
     pub fn last_message(&self, role: ChatRole) -> Option<&str> {
-        self.items.iter().rev().find_map(|item| match item {
+        self.messages_from(role).next()
+    }
+
+    /// The texts of the messages from `role`, last first.
+    pub fn messages_from(&self, role: ChatRole) -> impl Iterator<Item = &str> {
+        self.items.iter().rev().filter_map(move |item| match item {
             ChatItem::Message { role: r, text } if *r == role => Some(text.as_str()),
             _ => None,
         })
