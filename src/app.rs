@@ -21,10 +21,12 @@ use crate::io::livekit::worker::{AssignedJob, JobHandler};
 use crate::llm::Llm;
 use crate::llm::openai::OpenAiLlm;
 use crate::voice::call::VoiceServices;
+use crate::voice::espeak_tts::{EspeakTts, EspeakTtsSettings};
 use crate::voice::pipeline::PipelineConfig;
-use crate::voice::stt::OpenAiStt;
-use crate::voice::tts::OpenAiTts;
+use crate::voice::stt::{OpenAiStt, Stt};
+use crate::voice::tts::{OpenAiTts, Tts};
 use crate::voice::vad::VadPool;
+use crate::voice::whisper_stt::{WhisperStt, WhisperSttSettings};
 
 /// Why the product could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +96,7 @@ fn local_language_model(config: &Config) -> Result<Arc<dyn Llm>, AppError> {
     use crate::llm::local::files::{ModelSpec, resolve};
     use crate::llm::local::{LocalLlm, LocalLlmSettings};
     let model = resolve(&ModelSpec::parse(&config.local.llm))?;
-    let threads = match config.local.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let threads = local_threads(config);
     tracing::info!(model = %model.display(), threads, "loading the local model");
     let llm = LocalLlm::load(LocalLlmSettings {
         model,
@@ -205,12 +204,72 @@ pub fn restaurant_with_store(
 pub fn voice_services(config: &Config, restaurant: &Restaurant) -> Result<VoiceServices, AppError> {
     let mut vocabulary = vec!["Bella Vista".to_string()];
     vocabulary.extend(restaurant.menu.item_names().into_iter().map(str::to_string));
+    vocabulary.extend(
+        restaurant
+            .prompts
+            .speech_vocabulary
+            .lines()
+            .map(str::trim)
+            .filter(|term| !term.is_empty())
+            .map(str::to_string),
+    );
+    let (stt, tts): (Arc<dyn Stt>, Arc<dyn Tts>) = match config.provider() {
+        Provider::Openai => (
+            Arc::new(OpenAiStt::new(config.stt_settings())?),
+            Arc::new(OpenAiTts::new(config.tts_settings())?),
+        ),
+        Provider::Local => (
+            Arc::new(local_speech_to_text(config)?),
+            Arc::new(EspeakTts::new(EspeakTtsSettings {
+                voice: config.local.tts_voice.clone(),
+                words_per_minute: config.local.tts_words_per_minute,
+                ..EspeakTtsSettings::default()
+            })?),
+        ),
+    };
     Ok(VoiceServices {
-        stt: Arc::new(OpenAiStt::new(config.stt_settings())?),
-        tts: Arc::new(OpenAiTts::new(config.tts_settings())?),
+        stt,
+        tts,
         vad: VadPool::start(config.voice.vad_aggressiveness),
         vocabulary,
     })
+}
+
+/// Whisper on this machine: the model file the config names (fetched into the Hugging
+/// Face cache first if it is not there) and the `bella-vista-stt` helper next to this
+/// program (or where `BELLA_VISTA_STT_PROGRAM` says).
+#[cfg(feature = "local-llm")]
+fn local_speech_to_text(config: &Config) -> Result<WhisperStt, AppError> {
+    use crate::llm::local::files::{ModelSpec, resolve};
+    let model = resolve(&ModelSpec::parse(&config.local.stt))?;
+    let program = std::env::var_os("BELLA_VISTA_STT_PROGRAM")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.with_file_name("bella-vista-stt"))
+        })
+        .unwrap_or_else(|| "bella-vista-stt".into());
+    let stt = WhisperStt::new(WhisperSttSettings {
+        program,
+        model,
+        threads: local_threads(config),
+        load_timeout: std::time::Duration::from_secs(60),
+        timeout: std::time::Duration::from_millis(config.voice.stt_timeout_ms),
+    })?;
+    Ok(stt)
+}
+
+#[cfg(not(feature = "local-llm"))]
+fn local_speech_to_text(_: &Config) -> Result<WhisperStt, AppError> {
+    Err(crate::llm::local::LocalLlmError::NotBuilt.into())
+}
+
+/// CPU threads for the local models (config `threads`, 0: every core).
+fn local_threads(config: &Config) -> usize {
+    match config.local.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
 }
 
 /// A new call answered by the order taker.

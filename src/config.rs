@@ -368,6 +368,13 @@ pub struct LocalConfig {
     pub threads: usize,
     /// Calls one worker takes at once with local models (they share the CPU).
     pub max_jobs: usize,
+    /// The speech-to-text model (whisper.cpp, ggml): a file path or `ORG/NAME:FILE` on
+    /// Hugging Face, like `llm`.
+    pub stt: String,
+    /// The espeak-ng voice the agent speaks with (`espeak-ng --voices`).
+    pub tts_voice: String,
+    /// How fast it speaks, in words per minute.
+    pub tts_words_per_minute: u32,
 }
 
 impl Default for LocalConfig {
@@ -379,6 +386,9 @@ impl Default for LocalConfig {
             max_reply_tokens: 160,
             threads: 0,
             max_jobs: 1,
+            stt: "ggerganov/whisper.cpp:ggml-base.bin".into(),
+            tts_voice: "en-us".into(),
+            tts_words_per_minute: 165,
         }
     }
 }

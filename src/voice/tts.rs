@@ -66,6 +66,9 @@ pub enum TtsError {
     /// The server could not be reached or the connection broke.
     #[error("could not reach the text-to-speech server: {0}")]
     Connection(String),
+    /// The local speech engine failed.
+    #[error("the local text-to-speech engine failed: {0}")]
+    Engine(String),
 }
 
 impl TtsError {
@@ -75,7 +78,7 @@ impl TtsError {
         match self {
             TtsError::Timeout(_) | TtsError::Connection(_) => true,
             TtsError::Http { status, .. } => http::is_retryable_status(*status),
-            TtsError::Settings(_) => false,
+            TtsError::Settings(_) | TtsError::Engine(_) => false,
         }
     }
 }
