@@ -43,6 +43,8 @@ mod speech;
 mod machine;
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -59,6 +61,7 @@ use openai_server::{Endpoint, FakeOpenAi, Response, text_chunks};
 use procfs::{clock_tick, machine_ticks, proc_status_kib, proc_ticks};
 use serde_json::{Value, json};
 use speech::{concat_with_pauses_marked, espeak_to_frame};
+use stats::{Stats, round};
 
 /// What the callers say, in order (the first `utterances` of them).
 const LINES: [&str; 6] = [
@@ -184,6 +187,24 @@ impl Worker {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to 30 s) until the worker logs that it registered with the server.
+    async fn wait_registered(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log_text().contains("worker registered") {
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not register; log: {}",
+                self.log_text()
+            );
+            assert!(
+                matches!(self.child.try_wait(), Ok(None)),
+                "the worker exited; log: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn log_text(&self) -> String {
@@ -418,74 +439,17 @@ fn usage(a: &Sample, b: &Sample, tick: f64, nproc: f64) -> Usage {
 impl Usage {
     fn to_json(&self) -> Value {
         json!({
-            "seconds": round3(self.seconds),
-            "worker_cores": round4(self.worker),
-            "callers_cores": round4(self.callers),
-            "livekit_server_cores": round4(self.server),
-            "bench_process_cores": round4(self.bench),
-            "machine_busy_cores": round3(self.machine_busy),
+            "seconds": round(self.seconds, 3),
+            "worker_cores": round(self.worker, 4),
+            "callers_cores": round(self.callers, 4),
+            "livekit_server_cores": round(self.server, 4),
+            "bench_process_cores": round(self.bench, 4),
+            "machine_busy_cores": round(self.machine_busy, 3),
         })
     }
 }
 
 // ---- analysis ----------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Stats {
-    count: usize,
-    median: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-/// Nearest-rank percentiles.
-fn stats(values: &[f64]) -> Stats {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        return Stats::default();
-    }
-    let rank = |p: f64| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-    Stats {
-        count: n,
-        median: rank(0.5),
-        p90: rank(0.9),
-        p99: rank(0.99),
-        max: sorted[n - 1],
-    }
-}
-
-impl Stats {
-    fn to_json(self) -> Value {
-        json!({
-            "count": self.count,
-            "median_ms": round3(self.median),
-            "p90_ms": round3(self.p90),
-            "p99_ms": round3(self.p99),
-            "max_ms": round3(self.max),
-        })
-    }
-
-    fn shifted(self, by: f64) -> Stats {
-        Stats {
-            count: self.count,
-            median: self.median + by,
-            p90: self.p90 + by,
-            p99: self.p99 + by,
-            max: self.max + by,
-        }
-    }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10000.0).round() / 10000.0
-}
 
 /// One caller turn as the caller experienced it.
 #[derive(Debug, Clone)]
@@ -699,88 +663,232 @@ async fn run(plan: Plan) {
     let t0 = Instant::now();
     let machine = machine::machine();
     let nproc = machine["nproc"].as_f64().unwrap_or(1.0);
-    let tick = clock_tick();
     let k = plan.callers;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-livekit");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
 
-    // The caller's speech: the utterances with pauses, and where each one's sound is.
-    eprintln!("caller audio: espeak-ng ...");
-    let parts: Vec<(AudioFrame, Duration)> = LINES[..plan.utterances]
-        .iter()
-        .map(|line| (espeak_to_frame(line), PAUSE))
-        .collect();
-    let (speech, marks) = concat_with_pauses_marked(&parts);
-    let marks: Vec<(f64, f64)> = marks
-        .iter()
-        .map(|m| (m.start.as_secs_f64(), m.end.as_secs_f64()))
-        .collect();
-    let wav = dir.join("caller.wav");
-    write_wav(&wav, &speech).expect("write caller wav");
-    let call_seconds = SPEAK_AFTER.as_secs_f64() + speech.duration().as_secs_f64() + 0.5;
+    let speech = CallerSpeech::write(&dir, plan.utterances);
     let caller_script = caller_script(&dir, plan.no_dtx);
-
-    // Server, fake providers, worker.
-    eprintln!("livekit-server, fake OpenAI server, worker ...");
-    let server = LiveKit::start();
-    let server_pid = std::fs::read_to_string(server.path("livekit.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok());
-    let fake = FakeOpenAi::start().await;
-    let turns_expected = k * (plan.utterances + 1);
-    for _ in 0..(3 * turns_expected + 50) {
-        fake.push(
-            Endpoint::ChatCompletions,
-            Response::Stream(text_chunks(&[REPLY])),
-        );
-        fake.push(
-            Endpoint::Transcriptions,
-            Response::Transcript(TRANSCRIPT.into()),
-        );
-    }
-    // livekit-server (v1.13.5) offers jobs only to workers whose reported load (ours: running
-    // / max_jobs) is under its target load, 0.7 by default: size max_jobs so K calls stay
-    // under it.
-    let max_jobs = ((k as f64 / SERVER_TARGET_LOAD).floor() as usize + 1).max(16);
-    let mut worker = Worker::start(&dir, &server, &fake.base_url(), max_jobs);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !worker.log_text().contains("worker registered") {
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not register; log: {}",
-            worker.log_text()
-        );
-        assert!(
-            matches!(worker.child.try_wait(), Ok(None)),
-            "the worker exited; log: {}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let config = Config::load(Some(&dir.join("worker.toml"))).expect("config");
-    let min_silence_ms = config.voice.speech.min_silence_ms as f64;
-    let min_delay_ms = config.voice.endpointing.min_delay_ms as f64;
-    // Speech is reported ended min_silence after its last voiced frame, and a finished
-    // sentence is committed min_delay after that same frame: the wait is the larger.
-    let endpointing_wait_ms = min_silence_ms.max(min_delay_ms);
-
-    // Idle baseline: 3 s of the registered worker doing nothing.
-    let sampler = Sampler::start(t0, worker.pid(), worker.log.clone(), server_pid);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_rss_kib = proc_status_kib(worker.pid(), "VmRSS").unwrap_or(0);
-    // Reset the worker's peak RSS, so VmHWM at the end is the peak during the calls.
-    let hwm_reset = std::fs::write(format!("/proc/{}/clear_refs", worker.pid()), "5").is_ok();
+    let stack = Stack::start(&dir, k, plan.utterances).await;
+    let sampler = Sampler::start(
+        t0,
+        stack.worker.pid(),
+        stack.worker.log.clone(),
+        stack.server_pid,
+    );
+    let idle = IdleWorker::measure(&stack.worker).await;
     let calls_from = t0.elapsed().as_secs_f64();
+    let heard = run_callers(&stack, &caller_script, &dir, &speech, k, &sampler).await;
+    let ended = stack.finish(&dir, k, sampler).await;
 
+    let cpu = CpuFigures::of(&ended.samples, calls_from, k, clock_tick(), nproc);
+    let callers = CallerFigures::of(&heard, &speech.marks);
+    assert!(
+        !callers.measured.is_empty(),
+        "no caller turn got a reply; worker log:\n{}",
+        ended.worker_log
+    );
+    let report = build_report(&plan, machine, &speech, &idle, &ended, &cpu, &callers);
+    print_report(&report, &cpu.samples_summary);
+    write_report(&report, &report_path(plan.no_dtx), &dir);
+    if callers.missing > 0 || callers.greeted < k || ended.jobs_ended < k {
+        eprintln!(
+            "WARNING: {} turns without a reply heard, {}/{k} callers greeted, {}/{k} jobs ended",
+            callers.missing, callers.greeted, ended.jobs_ended
+        );
+    }
+}
+
+/// The caller's speech: the utterances with pauses, written to `caller.wav`, and where
+/// each one's sound is.
+struct CallerSpeech {
+    wav: PathBuf,
+    /// (start, end) of each utterance's sound in the WAV, in seconds.
+    marks: Vec<(f64, f64)>,
+    /// How long each caller stays in the call.
+    call_seconds: f64,
+    utterances: usize,
+}
+
+impl CallerSpeech {
+    fn write(dir: &Path, utterances: usize) -> Self {
+        eprintln!("caller audio: espeak-ng ...");
+        let parts: Vec<(AudioFrame, Duration)> = LINES[..utterances]
+            .iter()
+            .map(|line| (espeak_to_frame(line), PAUSE))
+            .collect();
+        let (speech, marks) = concat_with_pauses_marked(&parts);
+        let marks = marks
+            .iter()
+            .map(|m| (m.start.as_secs_f64(), m.end.as_secs_f64()))
+            .collect();
+        let wav = dir.join("caller.wav");
+        write_wav(&wav, &speech).expect("write caller wav");
+        let call_seconds = SPEAK_AFTER.as_secs_f64() + speech.duration().as_secs_f64() + 0.5;
+        CallerSpeech {
+            wav,
+            marks,
+            call_seconds,
+            utterances,
+        }
+    }
+}
+
+/// What the callers talk to: livekit-server, the fake OpenAI server, and the registered
+/// worker.
+struct Stack {
+    server: LiveKit,
+    server_pid: Option<u32>,
+    /// Kept alive for the worker.
+    _fake: FakeOpenAi,
+    worker: Worker,
+    max_jobs: usize,
+    endpointing: Endpointing,
+}
+
+impl Stack {
+    async fn start(dir: &Path, k: usize, utterances: usize) -> Self {
+        eprintln!("livekit-server, fake OpenAI server, worker ...");
+        let server = LiveKit::start();
+        let server_pid = std::fs::read_to_string(server.path("livekit.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        let fake = FakeOpenAi::start().await;
+        let turns_expected = k * (utterances + 1);
+        for _ in 0..(3 * turns_expected + 50) {
+            fake.push(
+                Endpoint::ChatCompletions,
+                Response::Stream(text_chunks(&[REPLY])),
+            );
+            fake.push(
+                Endpoint::Transcriptions,
+                Response::Transcript(TRANSCRIPT.into()),
+            );
+        }
+        // livekit-server (v1.13.5) offers jobs only to workers whose reported load (ours:
+        // running / max_jobs) is under its target load, 0.7 by default: size max_jobs so K
+        // calls stay under it.
+        let max_jobs = ((k as f64 / SERVER_TARGET_LOAD).floor() as usize + 1).max(16);
+        let mut worker = Worker::start(dir, &server, &fake.base_url(), max_jobs);
+        worker.wait_registered().await;
+        let config = Config::load(Some(&dir.join("worker.toml"))).expect("config");
+        Stack {
+            server,
+            server_pid,
+            _fake: fake,
+            worker,
+            max_jobs,
+            endpointing: Endpointing::of(&config),
+        }
+    }
+
+    /// Waits for the worker to see every caller leave, then stops everything and keeps
+    /// what the figures need.
+    async fn finish(self, dir: &Path, k: usize, sampler: Sampler) -> Ended {
+        let Stack {
+            server,
+            mut worker,
+            max_jobs,
+            endpointing,
+            ..
+        } = self;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while worker.job_counts().1 < k && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let peak_hwm_kib = proc_status_kib(worker.pid(), "VmHWM").unwrap_or(0);
+        let samples = sampler.finish();
+        let exit = worker.stop(Duration::from_secs(15));
+        let worker_log = worker.log_text();
+        let (jobs_started, jobs_ended) = job_counts(&worker_log);
+        drop(worker);
+        // Keep the server's log with the others.
+        let _ = std::fs::copy(server.path("livekit.log"), dir.join("livekit-server.log"));
+        drop(server);
+        Ended {
+            samples,
+            peak_hwm_kib,
+            exit,
+            worker_log,
+            jobs_started,
+            jobs_ended,
+            max_jobs,
+            endpointing,
+        }
+    }
+}
+
+/// How long the pipeline waits after the last voiced frame before a turn commits.
+struct Endpointing {
+    min_silence_ms: f64,
+    min_delay_ms: f64,
+    /// Speech is reported ended min_silence after its last voiced frame, and a finished
+    /// sentence is committed min_delay after that same frame: the wait is the larger.
+    wait_ms: f64,
+}
+
+impl Endpointing {
+    fn of(config: &Config) -> Self {
+        let min_silence_ms = config.voice.speech.min_silence_ms as f64;
+        let min_delay_ms = config.voice.endpointing.min_delay_ms as f64;
+        Endpointing {
+            min_silence_ms,
+            min_delay_ms,
+            wait_ms: min_silence_ms.max(min_delay_ms),
+        }
+    }
+}
+
+/// The registered worker doing nothing for 3 s: its memory, the baseline of the figures.
+struct IdleWorker {
+    rss_kib: u64,
+    /// Whether its peak RSS could be reset, so VmHWM at the end is the peak during calls.
+    hwm_reset: bool,
+}
+
+impl IdleWorker {
+    async fn measure(worker: &Worker) -> Self {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss_kib = proc_status_kib(worker.pid(), "VmRSS").unwrap_or(0);
+        let hwm_reset = std::fs::write(format!("/proc/{}/clear_refs", worker.pid()), "5").is_ok();
+        IdleWorker { rss_kib, hwm_reset }
+    }
+}
+
+/// What one caller took home: its room, its JSON log and its recording of the agent.
+struct Heard {
+    room: String,
+    json: Value,
+    recording: AudioFrame,
+}
+
+/// Starts the K callers [`STAGGER`] apart and waits for all of them.
+async fn run_callers(
+    stack: &Stack,
+    script: &Path,
+    dir: &Path,
+    speech: &CallerSpeech,
+    k: usize,
+    sampler: &Sampler,
+) -> Vec<Heard> {
     eprintln!(
-        "{k} callers x {} utterances, {call_seconds:.1} s each, started {} ms apart ...",
-        plan.utterances,
+        "{k} callers x {} utterances, {:.1} s each, started {} ms apart ...",
+        speech.utterances,
+        speech.call_seconds,
         STAGGER.as_millis()
     );
     let mut callers = Vec::new();
     for index in 0..k {
-        let caller = start_caller(&server, &caller_script, &dir, index, &wav, call_seconds);
+        let caller = start_caller(
+            &stack.server,
+            script,
+            dir,
+            index,
+            &speech.wav,
+            speech.call_seconds,
+        );
         if let Some(pid) = caller.child.id() {
             sampler.add_caller(pid);
         }
@@ -790,7 +898,7 @@ async fn run(plan: Plan) {
     let mut heard = Vec::new();
     for mut caller in callers {
         let status = tokio::time::timeout(
-            Duration::from_secs_f64(call_seconds + 60.0),
+            Duration::from_secs_f64(speech.call_seconds + 60.0),
             caller.child.wait(),
         )
         .await
@@ -800,161 +908,248 @@ async fn run(plan: Plan) {
         assert!(status.success(), "caller {} failed: {log}", caller.room);
         let text = std::fs::read_to_string(&caller.json)
             .unwrap_or_else(|_| panic!("no JSON from caller {}; log: {log}", caller.room));
-        let json: Value = serde_json::from_str(&text).expect("caller JSON");
-        let recording = read_wav(&caller.heard).expect("caller recording");
-        heard.push((caller.room.clone(), json, recording));
-    }
-    // Let the worker notice every caller left.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while worker.job_counts().1 < k && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let peak_hwm_kib = proc_status_kib(worker.pid(), "VmHWM").unwrap_or(0);
-    let samples = sampler.finish();
-    let exit = worker.stop(Duration::from_secs(15));
-    let worker_log = worker.log_text();
-    let (jobs_started, jobs_ended) = job_counts(&worker_log);
-    drop(worker);
-    // Keep the server's log with the others.
-    let _ = std::fs::copy(server.path("livekit.log"), dir.join("livekit-server.log"));
-    drop(server);
-
-    // ---- figures
-    let call_samples: Vec<&Sample> = samples.iter().filter(|s| s.t >= calls_from).collect();
-    let idle_samples: Vec<&Sample> = samples.iter().filter(|s| s.t < calls_from).collect();
-    let idle = match (idle_samples.first(), idle_samples.last()) {
-        (Some(a), Some(b)) if b.t > a.t => Some(usage(a, b, tick, nproc)),
-        _ => None,
-    };
-    // The steady window: from the first to the last sample with all K calls running (with
-    // fewer, when not all K ever ran at once: the most that did).
-    let concurrent = call_samples
-        .iter()
-        .map(|s| s.active_calls)
-        .max()
-        .unwrap_or(0)
-        .clamp(1, k);
-    if concurrent < k {
-        eprintln!("WARNING: only {concurrent} of {k} calls ever ran at once");
-    }
-    let full: Vec<&Sample> = call_samples
-        .iter()
-        .copied()
-        .filter(|s| s.active_calls >= concurrent)
-        .collect();
-    let steady = match (full.first(), full.last()) {
-        (Some(a), Some(b)) if b.t - a.t > 1.0 => Some(usage(a, b, tick, nproc)),
-        _ => None,
-    };
-    let steady_peak_rss = full.iter().map(|s| s.worker_rss_kib).max().unwrap_or(0);
-    // The whole run: CPU from the first caller's start to the last job's end, per second of
-    // call (the integral of running calls over time).
-    let run_from = call_samples.first().copied();
-    let last_active = call_samples.iter().rposition(|s| s.active_calls > 0);
-    let run_to = last_active.and_then(|i| call_samples.get((i + 1).min(call_samples.len() - 1)));
-    let call_seconds_run: f64 = call_samples
-        .windows(2)
-        .map(|w| w[0].active_calls as f64 * (w[1].t - w[0].t))
-        .sum();
-    let whole = match (run_from, run_to) {
-        (Some(a), Some(b)) if b.t > a.t => Some(usage(a, b, tick, nproc)),
-        _ => None,
-    };
-    let worker_cpu_s_whole = whole.as_ref().map(|u| u.worker * u.seconds);
-
-    // Latency, as the callers heard it.
-    let mut turns = Vec::new();
-    let mut greeted = 0;
-    let mut joins = Vec::new();
-    let mut slack = Vec::new();
-    for (index, (room, json, recording)) in heard.iter().enumerate() {
-        let caller_identity = format!("caller-{index:02}");
-        let agent_said: Vec<&str> = json["transcriptions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["identity"].as_str() != Some(caller_identity.as_str()))
-            .filter_map(|t| t["text"].as_str())
-            .collect();
-        if agent_said.contains(&REPLY) {
-            greeted += 1;
-        } else {
-            eprintln!("{room}: the agent said nothing the caller saw: {agent_said:?}");
-        }
-        let events = json["events"].as_array().cloned().unwrap_or_default();
-        let joined = events.iter().find(|e| {
-            e["event"] == "participant_connected"
-                && e["identity"].as_str() != Some(caller_identity.as_str())
+        heard.push(Heard {
+            room: caller.room.clone(),
+            json: serde_json::from_str(&text).expect("caller JSON"),
+            recording: read_wav(&caller.heard).expect("caller recording"),
         });
-        if let (Some(joined), Some(dispatched)) = (joined, json["dispatch"]["t"].as_f64()) {
-            joins.push(1000.0 * (joined["t"].as_f64().unwrap_or(f64::NAN) - dispatched));
-        }
-        // The recorder places the agent's frames on the timeline by arrival and appends;
-        // audio received vs. time spanned shows how far the timeline could be off.
-        for track in json["tracks"].as_array().into_iter().flatten() {
-            if track["participant"].as_str() == Some(caller_identity.as_str()) {
-                continue;
-            }
-            if let (Some(first), Some(seconds)) =
-                (track["first_frame_s"].as_f64(), track["seconds"].as_f64())
-            {
-                let span = recording.duration().as_secs_f64() - first;
-                slack.push(1000.0 * (span - seconds));
-            }
-        }
-        turns.extend(caller_turns(index, json, recording, &marks));
     }
-    let measured: Vec<f64> = turns
-        .iter()
-        .filter(|t| !t.overlapped)
-        .filter_map(|t| t.latency_ms)
-        .collect();
-    let missing: Vec<&Turn> = turns
-        .iter()
-        .filter(|t| !t.overlapped && t.latency_ms.is_none())
-        .collect();
-    let overlapped = turns.iter().filter(|t| t.overlapped).count();
-    assert!(
-        !measured.is_empty(),
-        "no caller turn got a reply; worker log:\n{worker_log}"
-    );
-    let latency = stats(&measured);
-    let part = |f: fn(&Turn) -> Option<f64>| {
-        let values: Vec<f64> = turns
+    heard
+}
+
+/// What is left when the calls are over and the worker stopped.
+struct Ended {
+    samples: Vec<Sample>,
+    peak_hwm_kib: u64,
+    exit: Option<std::process::ExitStatus>,
+    worker_log: String,
+    jobs_started: usize,
+    jobs_ended: usize,
+    max_jobs: usize,
+    endpointing: Endpointing,
+}
+
+/// CPU and memory from the samples: idle, the steady window with all calls running, and
+/// the whole run.
+struct CpuFigures {
+    tick: f64,
+    idle: Option<Usage>,
+    steady: Option<Usage>,
+    whole: Option<Usage>,
+    /// Calls in the steady window (K, or the most that ever ran at once).
+    concurrent: usize,
+    steady_peak_rss: u64,
+    call_seconds_run: f64,
+    worker_cpu_s_whole: Option<f64>,
+    samples_summary: Value,
+}
+
+impl CpuFigures {
+    fn of(samples: &[Sample], calls_from: f64, k: usize, tick: f64, nproc: f64) -> Self {
+        let call_samples: Vec<&Sample> = samples.iter().filter(|s| s.t >= calls_from).collect();
+        let idle_samples: Vec<&Sample> = samples.iter().filter(|s| s.t < calls_from).collect();
+        let idle = match (idle_samples.first(), idle_samples.last()) {
+            (Some(a), Some(b)) if b.t > a.t => Some(usage(a, b, tick, nproc)),
+            _ => None,
+        };
+        // The steady window: from the first to the last sample with all K calls running
+        // (with fewer, when not all K ever ran at once: the most that did).
+        let concurrent = call_samples
+            .iter()
+            .map(|s| s.active_calls)
+            .max()
+            .unwrap_or(0)
+            .clamp(1, k);
+        if concurrent < k {
+            eprintln!("WARNING: only {concurrent} of {k} calls ever ran at once");
+        }
+        let full: Vec<&Sample> = call_samples
+            .iter()
+            .copied()
+            .filter(|s| s.active_calls >= concurrent)
+            .collect();
+        let steady = match (full.first(), full.last()) {
+            (Some(a), Some(b)) if b.t - a.t > 1.0 => Some(usage(a, b, tick, nproc)),
+            _ => None,
+        };
+        let steady_peak_rss = full.iter().map(|s| s.worker_rss_kib).max().unwrap_or(0);
+        // The whole run: CPU from the first caller's start to the last job's end, per second
+        // of call (the integral of running calls over time).
+        let run_from = call_samples.first().copied();
+        let last_active = call_samples.iter().rposition(|s| s.active_calls > 0);
+        let run_to =
+            last_active.and_then(|i| call_samples.get((i + 1).min(call_samples.len() - 1)));
+        let call_seconds_run: f64 = call_samples
+            .windows(2)
+            .map(|w| w[0].active_calls as f64 * (w[1].t - w[0].t))
+            .sum();
+        let whole = match (run_from, run_to) {
+            (Some(a), Some(b)) if b.t > a.t => Some(usage(a, b, tick, nproc)),
+            _ => None,
+        };
+        let worker_cpu_s_whole = whole.as_ref().map(|u| u.worker * u.seconds);
+        CpuFigures {
+            tick,
+            idle,
+            steady,
+            whole,
+            concurrent,
+            steady_peak_rss,
+            call_seconds_run,
+            worker_cpu_s_whole,
+            samples_summary: samples_summary(&call_samples),
+        }
+    }
+
+    /// Worker cores per call in the steady window.
+    fn per_call_cores(&self) -> Option<f64> {
+        self.steady
+            .as_ref()
+            .map(|u| u.worker / self.concurrent as f64)
+    }
+}
+
+/// Latency and the rest, as the callers heard it.
+struct CallerFigures {
+    turns: Vec<Turn>,
+    /// Latencies of the turns that count (a reply heard, the agent silent during the
+    /// utterance).
+    measured: Vec<f64>,
+    /// Turns without a reply heard.
+    missing: usize,
+    overlapped: usize,
+    greeted: usize,
+    /// Dispatch to the agent joining the room, per caller (ms).
+    joins: Vec<f64>,
+    /// Per agent track: how far the recording's timeline could be off (ms).
+    slack: Vec<f64>,
+}
+
+impl CallerFigures {
+    fn of(heard: &[Heard], marks: &[(f64, f64)]) -> Self {
+        let mut turns = Vec::new();
+        let mut greeted = 0;
+        let mut joins = Vec::new();
+        let mut slack = Vec::new();
+        for (
+            index,
+            Heard {
+                room,
+                json,
+                recording,
+            },
+        ) in heard.iter().enumerate()
+        {
+            let caller_identity = format!("caller-{index:02}");
+            let agent_said: Vec<&str> = json["transcriptions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["identity"].as_str() != Some(caller_identity.as_str()))
+                .filter_map(|t| t["text"].as_str())
+                .collect();
+            if agent_said.contains(&REPLY) {
+                greeted += 1;
+            } else {
+                eprintln!("{room}: the agent said nothing the caller saw: {agent_said:?}");
+            }
+            let events = json["events"].as_array().cloned().unwrap_or_default();
+            let joined = events.iter().find(|e| {
+                e["event"] == "participant_connected"
+                    && e["identity"].as_str() != Some(caller_identity.as_str())
+            });
+            if let (Some(joined), Some(dispatched)) = (joined, json["dispatch"]["t"].as_f64()) {
+                joins.push(1000.0 * (joined["t"].as_f64().unwrap_or(f64::NAN) - dispatched));
+            }
+            // The recorder places the agent's frames on the timeline by arrival and
+            // appends; audio received vs. time spanned shows how far the timeline could be
+            // off.
+            for track in json["tracks"].as_array().into_iter().flatten() {
+                if track["participant"].as_str() == Some(caller_identity.as_str()) {
+                    continue;
+                }
+                if let (Some(first), Some(seconds)) =
+                    (track["first_frame_s"].as_f64(), track["seconds"].as_f64())
+                {
+                    let span = recording.duration().as_secs_f64() - first;
+                    slack.push(1000.0 * (span - seconds));
+                }
+            }
+            turns.extend(caller_turns(index, json, recording, marks));
+        }
+        let measured = turns
+            .iter()
+            .filter(|t| !t.overlapped)
+            .filter_map(|t| t.latency_ms)
+            .collect();
+        let missing = turns
+            .iter()
+            .filter(|t| !t.overlapped && t.latency_ms.is_none())
+            .count();
+        let overlapped = turns.iter().filter(|t| t.overlapped).count();
+        CallerFigures {
+            turns,
+            measured,
+            missing,
+            overlapped,
+            greeted,
+            joins,
+            slack,
+        }
+    }
+
+    /// The statistics of one part of the measured turns.
+    fn part(&self, f: fn(&Turn) -> Option<f64>) -> Stats {
+        let values: Vec<f64> = self
+            .turns
             .iter()
             .filter(|t| !t.overlapped && t.latency_ms.is_some())
             .filter_map(f)
             .collect();
-        stats(&values)
-    };
+        Stats::of(&values)
+    }
+}
+
+/// The JSON report: the setup, the headline figures, and every figure with its method.
+fn build_report(
+    plan: &Plan,
+    machine: Value,
+    speech: &CallerSpeech,
+    idle: &IdleWorker,
+    ended: &Ended,
+    cpu: &CpuFigures,
+    callers: &CallerFigures,
+) -> Value {
+    let k = plan.callers;
+    let latency = Stats::of(&callers.measured);
     let parts = json!({
-        "last_word_to_thinking": part(|t| t.to_thinking_ms).to_json(),
-        "thinking_to_speaking": part(|t| t.thinking_to_speaking_ms).to_json(),
-        "speaking_to_heard": part(|t| t.speaking_to_heard_ms).to_json(),
+        "last_word_to_thinking": callers.part(|t| t.to_thinking_ms).to_json("ms", 3),
+        "thinking_to_speaking": callers.part(|t| t.thinking_to_speaking_ms).to_json("ms", 3),
+        "speaking_to_heard": callers.part(|t| t.speaking_to_heard_ms).to_json("ms", 3),
         "note": "from the caller's own timeline: lk.agent.state attribute changes as the caller \
                  received them (the worker sets `thinking` when the turn commits and `speaking` \
                  when the reply's first frame is written; the attribute travels by the \
                  signalling WebSocket, a few ms on loopback)",
     });
-    let latency_net = latency.shifted(-endpointing_wait_ms);
-    let worker_metrics = worker_turn_metrics(&worker_log);
-    let worker_stats: BTreeMap<String, Stats> = worker_metrics
+    let endpointing = &ended.endpointing;
+    let latency_net = latency.shifted(-endpointing.wait_ms);
+    let worker_stats: BTreeMap<String, Stats> = worker_turn_metrics(&ended.worker_log)
         .iter()
-        .map(|(name, values)| (name.clone(), stats(values)))
+        .map(|(name, values)| (name.clone(), Stats::of(values)))
         .collect();
-    let join_stats = stats(&joins);
-
-    let per_call_cores = steady.as_ref().map(|u| u.worker / concurrent as f64);
-    let per_call_kib = (steady_peak_rss.saturating_sub(idle_rss_kib)) as f64 / concurrent as f64;
-    let per_call_kib_hwm = (peak_hwm_kib.saturating_sub(idle_rss_kib)) as f64 / concurrent as f64;
+    let join_stats = Stats::of(&callers.joins);
+    let concurrent = cpu.concurrent;
+    let per_call_cores = cpu.per_call_cores();
+    let per_call_kib =
+        (cpu.steady_peak_rss.saturating_sub(idle.rss_kib)) as f64 / concurrent as f64;
+    let per_call_kib_hwm =
+        (ended.peak_hwm_kib.saturating_sub(idle.rss_kib)) as f64 / concurrent as f64;
     let livekit = (
         LIVEKIT_CORES / LIVEKIT_SESSIONS.1,
         LIVEKIT_CORES / LIVEKIT_SESSIONS.0,
     );
     let loadavg_end = machine::loadavg();
-
-    let report = json!({
+    json!({
         "bench": "livekit",
         "version": 1,
         "quick": plan.quick,
@@ -963,10 +1158,10 @@ async fn run(plan: Plan) {
         "loadavg_at_end": loadavg_end,
         "setup": {
             "callers": k,
-            "worker_max_jobs": max_jobs,
+            "worker_max_jobs": ended.max_jobs,
             "utterances_per_caller": plan.utterances,
             "caller_says": &LINES[..plan.utterances],
-            "caller_call_s": round3(call_seconds),
+            "caller_call_s": round(speech.call_seconds, 3),
             "speak_after_s": SPEAK_AFTER.as_secs_f64(),
             "pause_after_each_utterance_s": PAUSE.as_secs_f64(),
             "caller_start_stagger_ms": STAGGER.as_millis() as u64,
@@ -981,45 +1176,46 @@ async fn run(plan: Plan) {
             "llm": format!("fake server, instant, streamed: {REPLY:?} (the greeting too)"),
             "tts": "fake server, instant: a 220 Hz tone, 60 ms per character, 24 kHz PCM",
             "endpointing": {
-                "min_silence_ms": min_silence_ms,
-                "min_delay_ms": min_delay_ms,
-                "wait_ms": endpointing_wait_ms,
+                "min_silence_ms": endpointing.min_silence_ms,
+                "min_delay_ms": endpointing.min_delay_ms,
+                "wait_ms": endpointing.wait_ms,
                 "note": "speech is reported ended min_silence after its last voiced 20 ms frame; a \
                          sentence-like transcript is committed min_delay after that same frame, so \
                          with instant STT the wait is max(min_silence, min_delay)",
             },
         },
         "headline": {
-            "worker_cores_per_call": per_call_cores.map(round4),
-            "worker_calls_per_core": per_call_cores.map(|c| round3(1.0 / c)),
-            "worker_kib_per_call": round3(per_call_kib),
-            "latency_last_word_to_agent_audio": latency.to_json(),
-            "latency_minus_endpointing_wait": latency_net.to_json(),
+            "worker_cores_per_call": per_call_cores.map(|x| round(x, 4)),
+            "worker_calls_per_core": per_call_cores.map(|c| round(1.0 / c, 3)),
+            "worker_kib_per_call": round(per_call_kib, 3),
+            "latency_last_word_to_agent_audio": latency.to_json("ms", 3),
+            "latency_minus_endpointing_wait": latency_net.to_json("ms", 3),
         },
         "cpu": {
             "method": "utime+stime of each process from /proc/PID/stat (all threads), sampled \
                        every 100 ms; the steady window runs from the first to the last sample \
                        with all K calls running in the worker (job started - job ended in its \
                        log); cores = CPU s / wall s",
-            "clock_ticks_per_s": tick,
-            "idle_worker": idle.as_ref().map(Usage::to_json),
-            "steady_all_calls_running": steady.as_ref().map(Usage::to_json),
+            "clock_ticks_per_s": cpu.tick,
+            "idle_worker": cpu.idle.as_ref().map(Usage::to_json),
+            "steady_all_calls_running": cpu.steady.as_ref().map(Usage::to_json),
             "calls_in_steady_window": concurrent,
-            "whole_run": whole.as_ref().map(Usage::to_json),
-            "worker_cpu_s_whole_run": worker_cpu_s_whole.map(round3),
-            "call_seconds_whole_run": round3(call_seconds_run),
-            "worker_cpu_ms_per_call_s": worker_cpu_s_whole
-                .map(|cpu| round3(1000.0 * cpu / call_seconds_run)),
+            "whole_run": cpu.whole.as_ref().map(Usage::to_json),
+            "worker_cpu_s_whole_run": cpu.worker_cpu_s_whole.map(|x| round(x, 3)),
+            "call_seconds_whole_run": round(cpu.call_seconds_run, 3),
+            "worker_cpu_ms_per_call_s": cpu
+                .worker_cpu_s_whole
+                .map(|cpu_s| round(1000.0 * cpu_s / cpu.call_seconds_run, 3)),
         },
         "memory": {
             "method": "VmRSS of the idle registered worker; peak VmRSS sampled while all K calls \
                        ran; VmHWM at the end (reset through /proc/PID/clear_refs before the calls)",
-            "idle_rss_kib": idle_rss_kib,
-            "steady_peak_rss_kib": steady_peak_rss,
-            "hwm_kib": peak_hwm_kib,
-            "hwm_reset": hwm_reset,
-            "kib_per_call_steady": round3(per_call_kib),
-            "kib_per_call_hwm": round3(per_call_kib_hwm),
+            "idle_rss_kib": idle.rss_kib,
+            "steady_peak_rss_kib": cpu.steady_peak_rss,
+            "hwm_kib": ended.peak_hwm_kib,
+            "hwm_reset": idle.hwm_reset,
+            "kib_per_call_steady": round(per_call_kib, 3),
+            "kib_per_call_hwm": round(per_call_kib_hwm, 3),
         },
         "latency": {
             "method": "per caller: utterance j ends at speech_start (caller.py event, when its \
@@ -1029,69 +1225,65 @@ async fn run(plan: Plan) {
                        timeline from the script's start) louder than 2000 with 20 ms of energy, \
                        searched up to the next utterance. Turns where the agent was already \
                        audible during the utterance are left out",
-            "caller_last_word_to_agent_audio": latency.to_json(),
-            "minus_endpointing_wait": latency_net.to_json(),
+            "caller_last_word_to_agent_audio": latency.to_json("ms", 3),
+            "minus_endpointing_wait": latency_net.to_json("ms", 3),
             "parts_seen_by_caller": parts,
-            "turns": turns.len(),
-            "measured": measured.len(),
-            "no_reply_heard": missing.len(),
-            "left_out_overlapping": overlapped,
+            "turns": callers.turns.len(),
+            "measured": callers.measured.len(),
+            "no_reply_heard": callers.missing,
+            "left_out_overlapping": callers.overlapped,
             "per_turn_ms_columns": ["caller", "utterance", "latency", "overlapped", "to_thinking", "thinking_to_speaking", "speaking_to_heard"],
-            "per_turn_ms": turns.iter().map(|t| json!([
-                t.caller, t.utterance, t.latency_ms.map(round3), t.overlapped,
-                t.to_thinking_ms.map(round3), t.thinking_to_speaking_ms.map(round3),
-                t.speaking_to_heard_ms.map(round3),
+            "per_turn_ms": callers.turns.iter().map(|t| json!([
+                t.caller, t.utterance, t.latency_ms.map(|x| round(x, 3)), t.overlapped,
+                t.to_thinking_ms.map(|x| round(x, 3)), t.thinking_to_speaking_ms.map(|x| round(x, 3)),
+                t.speaking_to_heard_ms.map(|x| round(x, 3)),
             ])).collect::<Vec<_>>(),
-            "worker_view": worker_stats.iter().map(|(n, s)| (n.clone(), s.to_json())).collect::<serde_json::Map<_, _>>(),
+            "worker_view": worker_stats.iter().map(|(n, s)| (n.clone(), s.to_json("ms", 3))).collect::<serde_json::Map<_, _>>(),
             "worker_view_note": "from the worker's `turn` log lines: end_to_end = the VAD's last \
                                  voiced frame -> first agent frame out of the pipeline; \
                                  end_of_utterance_delay = that frame -> turn committed",
-            "recorder_slack_ms": stats(&slack).to_json(),
+            "recorder_slack_ms": Stats::of(&callers.slack).to_json("ms", 3),
             "recorder_slack_note": "per agent track: time from its first frame to the end of the \
                                     recording minus audio received; near 0 means the recording's \
                                     timeline followed arrival (no gaps it had to bridge)",
         },
-        "agent_join_after_dispatch_ms": join_stats.to_json(),
+        "agent_join_after_dispatch_ms": join_stats.to_json("ms", 3),
         "checks": {
             "calls_running_at_once": concurrent,
-            "greeted": greeted,
-            "jobs_started": jobs_started,
-            "jobs_ended": jobs_ended,
-            "jobs_failed": worker_log.lines().filter(|l| l.contains("job failed")).count(),
-            "worker_exit": exit.map(|s| s.to_string()),
+            "greeted": callers.greeted,
+            "jobs_started": ended.jobs_started,
+            "jobs_ended": ended.jobs_ended,
+            "jobs_failed": ended.worker_log.lines().filter(|l| l.contains("job failed")).count(),
+            "worker_exit": ended.exit.map(|s| s.to_string()),
         },
         "comparison": {
             "livekit_python_worker": {
                 "cores": LIVEKIT_CORES,
                 "sessions": [LIVEKIT_SESSIONS.0, LIVEKIT_SESSIONS.1],
-                "cores_per_session": [round3(livekit.0), round3(livekit.1)],
+                "cores_per_session": [round(livekit.0, 3), round(livekit.1, 3)],
                 "process_model": "each job in its own process",
             },
-            "ours_cores_per_call": per_call_cores.map(round4),
-            "ratio": per_call_cores.map(|c| [round3(livekit.0 / c), round3(livekit.1 / c)]),
+            "ours_cores_per_call": per_call_cores.map(|x| round(x, 4)),
+            "ratio": per_call_cores.map(|c| [round(livekit.0 / c, 3), round(livekit.1 / c, 3)]),
             "caveat": "ours: instant local providers (no real STT/TTS/LLM clients, no TLS), \
                        webrtc-vad, no turn-detector model, loopback network; both include WebRTC \
                        transport and Opus. The Python callers run on the same CPUs.",
         },
-    });
-    print_report(&report, &samples_summary(&call_samples));
-    let path = report_path(plan.no_dtx);
+    })
+}
+
+/// Writes the JSON report and says where it and the logs are.
+fn write_report(report: &Value, path: &Path, dir: &Path) {
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let text = serde_json::to_string_pretty(&report).expect("report serializes");
-    std::fs::write(&path, text + "\n").expect("write the JSON report");
+    let text = serde_json::to_string_pretty(report).expect("report serializes");
+    std::fs::write(path, text + "\n").expect("write the JSON report");
     println!(
         "\nwritten: {} (logs and recordings: {})",
         path.display(),
         dir.display()
     );
-    if !missing.is_empty() || greeted < k || jobs_ended < k {
-        eprintln!(
-            "WARNING: {} turns without a reply heard, {greeted}/{k} callers greeted, {jobs_ended}/{k} jobs ended",
-            missing.len()
-        );
-    }
 }
 
 /// Most calls seen running at once.
@@ -1102,11 +1294,32 @@ fn samples_summary(samples: &[&Sample]) -> Value {
     })
 }
 
+/// The whole report: the setup, CPU, memory, latency as the callers heard it, the
+/// comparison with LiveKit's Python worker, and the checks that the calls went as planned.
 fn print_report(report: &Value, samples: &Value) {
-    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    print_setup(report, samples);
+    print_cpu(report);
+    print_memory(report);
+    print_latency(report);
+    print_comparison(report);
+    print_checks(report);
+}
+
+/// A number of the report (NaN when absent).
+fn num(value: &Value) -> f64 {
+    value.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The callers at once.
+fn callers(report: &Value) -> u64 {
+    report["setup"]["callers"].as_u64().unwrap_or(0)
+}
+
+/// What ran, on what machine, how busy it was.
+fn print_setup(report: &Value, samples: &Value) {
+    let k = callers(report);
     let machine = &report["machine"];
     let setup = &report["setup"];
-    let k = setup["callers"].as_u64().unwrap_or(0);
     println!(
         "\nBella Vista LiveKit worker: {k} Python callers at once (most seen running: {}), {} \
          utterances each, {:.1} s calls, caller DTX {}; instant fake STT/LLM/TTS",
@@ -1138,7 +1351,12 @@ fn print_report(report: &Value, samples: &Value) {
         "load average: {} at start, {} at end",
         machine["loadavg_at_start"], report["loadavg_at_end"]
     );
+}
 
+/// Cores used by each process, in the steady window and over the whole run.
+fn print_cpu(report: &Value) {
+    let k = callers(report);
+    let per_call = num(&report["headline"]["worker_cores_per_call"]);
     let cpu = &report["cpu"];
     let steady = &cpu["steady_all_calls_running"];
     println!("\nCPU (cores), sampled from /proc every 100 ms");
@@ -1179,7 +1397,6 @@ fn print_report(report: &Value, samples: &Value) {
          livekit-server; bench: this process (fake OpenAI server, sampling); machine: all \
          CPU use on the machine (/proc/stat); other: machine - the rest (other work, kernel)"
     );
-    let per_call = num(&report["headline"]["worker_cores_per_call"]);
     let kk = k as f64;
     println!(
         "\nworker per concurrent call: {:.4} cores ({:.1} calls per core); whole run {:.2} ms CPU \
@@ -1192,6 +1409,10 @@ fn print_report(report: &Value, samples: &Value) {
         "each Python caller: {:.4} cores (steady window)",
         num(&steady["callers_cores"]) / kk
     );
+}
+
+/// The worker's memory, idle and per call.
+fn print_memory(report: &Value) {
     let memory = &report["memory"];
     println!(
         "worker memory: idle {:.1} MiB, peak while all calls ran {:.1} MiB (VmHWM {:.1} MiB) -> \
@@ -1202,7 +1423,11 @@ fn print_report(report: &Value, samples: &Value) {
         num(&memory["kib_per_call_steady"]),
         num(&memory["kib_per_call_hwm"]),
     );
+}
 
+/// Caller's last word to the agent's first audio, and its parts.
+fn print_latency(report: &Value) {
+    let setup = &report["setup"];
     let latency = &report["latency"];
     println!(
         "\nlatency, caller's last word -> agent's first audio at the caller ({} turns measured, \
@@ -1270,7 +1495,11 @@ fn print_report(report: &Value, samples: &Value) {
     println!(
         "p99 is nearest rank: with fewer than 100 turns it is the largest or next to largest."
     );
+}
 
+/// Cores per call against LiveKit's Python worker.
+fn print_comparison(report: &Value) {
+    let per_call = num(&report["headline"]["worker_cores_per_call"]);
     let cmp = &report["comparison"];
     println!(
         "\ncomparison: LiveKit's Python worker, ~{LIVEKIT_CORES:.0} cores for {:.0}-{:.0} \
@@ -1285,6 +1514,11 @@ fn print_report(report: &Value, samples: &Value) {
         num(&cmp["ratio"][1]),
     );
     println!("  ({})", cmp["caveat"].as_str().unwrap_or(""));
+}
+
+/// Whether every caller was greeted and every job ended.
+fn print_checks(report: &Value) {
+    let k = callers(report);
     let checks = &report["checks"];
     println!(
         "checks: {} of {k} callers greeted; jobs started {}, ended {}, reported failed {}; \

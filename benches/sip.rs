@@ -33,6 +33,8 @@ mod worker;
 mod machine;
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,6 +45,7 @@ use openai_server::{Endpoint, FakeOpenAi, Response, text_chunks};
 use procfs::{clock_tick, machine_ticks, proc_status_kib, proc_ticks};
 use serde_json::{Value, json};
 use sip::{CallerScript, PhoneCall, Segment, SipStack};
+use stats::Stats;
 use worker::{Worker, test_dir, wait_until, write_config};
 
 /// What each caller says, with pauses for the agent's reply.
@@ -300,10 +303,8 @@ fn percentiles(values: &[f64]) -> Value {
     if values.is_empty() {
         return Value::Null;
     }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    json!({"n": sorted.len(), "median": at(0.5), "p99": at(0.99), "max": at(1.0)})
+    let stats = Stats::of(values);
+    json!({"n": stats.count, "median": stats.median, "p99": stats.p99, "max": stats.max})
 }
 
 fn print_run(run: &Value) {

@@ -27,6 +27,10 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/procfs.rs"]
+mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -43,7 +47,9 @@ use bella_vista::bella_vista::store::OrderStore;
 use bella_vista::bella_vista::{Restaurant, WallClock, order_taker};
 use bella_vista::llm::scripted::{ScriptedLlm, Step};
 use bella_vista::llm::{ChatItem, ChatRequest, Llm, LlmStream};
+use procfs::{reset_peak_rss, rss_now, rss_peak};
 use serde_json::{Value, json};
+use stats::{Stats, round};
 
 /// Caller turns in the scripted order.
 const CALLER_TURNS: usize = 20;
@@ -735,55 +741,10 @@ fn time_configuration(runtime: RuntimeKind, store: StoreKind, conversations: usi
     }
 }
 
-/// Median, p90, p99, max and mean of a set of durations, in microseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    count: usize,
-    median: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Stats {
-    fn of(durations: &[Duration]) -> Stats {
-        let mut us: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-        us.sort_by(f64::total_cmp);
-        let mean = us.iter().sum::<f64>() / us.len().max(1) as f64;
-        Stats {
-            count: us.len(),
-            median: percentile(&us, 50.0),
-            p90: percentile(&us, 90.0),
-            p99: percentile(&us, 99.0),
-            max: us.last().copied().unwrap_or(0.0),
-            mean,
-        }
-    }
-
-    fn to_json(self) -> Value {
-        json!({
-            "count": self.count,
-            "median_us": round1(self.median),
-            "p90_us": round1(self.p90),
-            "p99_us": round1(self.p99),
-            "max_us": round1(self.max),
-            "mean_us": round1(self.mean),
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
+/// The statistics of `durations`, in microseconds.
+fn micros(durations: &[Duration]) -> Stats {
+    let us: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    Stats::of(&us)
 }
 
 impl TimingRun {
@@ -794,12 +755,12 @@ impl TimingRun {
             "llm": Model::Recording.name(),
             "conversations": self.conversations,
             "warmup_conversations": WARMUP,
-            "per_turn": Stats::of(&self.turns).to_json(),
-            "session_start": Stats::of(&self.starts).to_json(),
+            "per_turn": micros(&self.turns).to_json_with_mean("us", 1),
+            "session_start": micros(&self.starts).to_json_with_mean("us", 1),
             "per_caller_turn_median_us": self.by_turn.iter()
-                .map(|t| round1(Stats::of(t).median)).collect::<Vec<_>>(),
+                .map(|t| round(micros(t).median, 1)).collect::<Vec<_>>(),
             "per_caller_turn_p99_us": self.by_turn.iter()
-                .map(|t| round1(Stats::of(t).p99)).collect::<Vec<_>>(),
+                .map(|t| round(micros(t).p99, 1)).collect::<Vec<_>>(),
         })
     }
 }
@@ -807,27 +768,6 @@ impl TimingRun {
 // ---------------------------------------------------------------------------------------
 // Memory (in a child process)
 // ---------------------------------------------------------------------------------------
-
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Resets the peak RSS (`VmHWM`) to the current RSS (Linux 4.0+).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Current and peak RSS in KiB.
-fn rss_now() -> u64 {
-    proc_status_kib("VmRSS:").expect("VmRSS in /proc/self/status")
-}
-
-fn rss_peak() -> u64 {
-    proc_status_kib("VmHWM:").expect("VmHWM in /proc/self/status")
-}
 
 /// Runs `work` and returns how much the RSS peaked above, and ended above, the RSS
 /// before it, in KiB.
@@ -883,8 +823,8 @@ async fn held_sessions(model: Model, turns: usize) -> Value {
         "sessions": CONCURRENT_SESSIONS,
         "peak_kib": peak,
         "held_kib": held,
-        "per_session_peak_kib": round1(peak as f64 / n),
-        "per_session_held_kib": round1(held as f64 / n),
+        "per_session_peak_kib": round(peak as f64 / n, 1),
+        "per_session_held_kib": round(held as f64 / n, 1),
     })
 }
 
@@ -1048,8 +988,8 @@ fn print_report(machine: &Value, turns: &[Turn], runs: &[TimingRun], memory: &Va
         "runtime", "store", "turns", "median", "p90", "p99", "max", "start med"
     );
     for run in runs {
-        let s = Stats::of(&run.turns);
-        let start = Stats::of(&run.starts);
+        let s = micros(&run.turns);
+        let start = micros(&run.starts);
         println!(
             "{:<15} {:<19} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1}",
             run.runtime.name(),
@@ -1070,7 +1010,7 @@ fn print_report(machine: &Value, turns: &[Turn], runs: &[TimingRun], memory: &Va
             main.store.name()
         );
         for (i, (turn, times)) in turns.iter().zip(&main.by_turn).enumerate() {
-            let s = Stats::of(times);
+            let s = micros(times);
             println!(
                 "{:>3} {:>3} req {:>8.1} {:>8.1}  {}",
                 i + 1,

@@ -35,12 +35,16 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/procfs.rs"]
+mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,10 +62,14 @@ use bella_vista::voice::audio_io::{AudioClosed, AudioInput, AudioOutput};
 use bella_vista::voice::call::{CallReport, Pace, VoiceServices, run_call};
 use bella_vista::voice::pipeline::{CALLER_RATE, PipelineConfig};
 use bella_vista::voice::resample::Resampler;
-use bella_vista::voice::stt::{Stt, SttFuture, Transcript};
-use bella_vista::voice::tts::{Tts, TtsStream};
+use bella_vista::voice::testing::{ScriptedStt, ToneTts};
 use bella_vista::voice::vad::{VadAggressiveness, VadPool};
+use procfs::{
+    clock_tick, process_cpu_ns, process_cpu_ticks, reset_peak_rss, rss_now, rss_peak,
+    thread_cpu_ns, thread_cpu_ticks,
+};
 use serde_json::{Value, json};
+use stats::{Stats, round};
 
 /// Rate of the caller's audio in and of the agent's audio out (a WebRTC-like leg).
 const CALL_RATE: u32 = 48_000;
@@ -73,8 +81,6 @@ const TTS_RATE: u32 = 24_000;
 const TONE_PER_CHAR: Duration = Duration::from_millis(60);
 /// Length of one text-to-speech frame.
 const TTS_FRAME: Duration = Duration::from_millis(50);
-/// Pitch of the tone: 10 whole periods per 50 ms frame, so frames join seamlessly.
-const TONE_HZ: f64 = 200.0;
 /// Silence after the agent's reply (estimated from its length) before the caller speaks
 /// again: speech end detection (500 ms) + endpointing (300 ms) + 800 ms to spare.
 const REPLY_MARGIN: Duration = Duration::from_millis(1600);
@@ -324,86 +330,6 @@ impl Llm for InstantLlm {
     }
 }
 
-/// Instant speech-to-text: the next scripted line, whatever the audio. Counts the
-/// utterances it got; an utterance beyond the script is heard as nothing and fails the
-/// call's verification.
-struct ScriptedStt {
-    lines: Mutex<VecDeque<&'static str>>,
-    utterances: AtomicUsize,
-}
-
-impl ScriptedStt {
-    fn new() -> Self {
-        ScriptedStt {
-            lines: Mutex::new(LINES.iter().map(|line| line.heard).collect()),
-            utterances: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Stt for ScriptedStt {
-    fn transcribe(&self, _utterance: AudioFrame, _vocabulary: &[String]) -> SttFuture {
-        self.utterances.fetch_add(1, Ordering::Relaxed);
-        let text = lock(&self.lines)
-            .pop_front()
-            .unwrap_or_default()
-            .to_string();
-        Box::pin(std::future::ready(Ok(Transcript { text })))
-    }
-}
-
-/// Instant text-to-speech: a tone of [`TONE_PER_CHAR`] per character at [`TTS_RATE`], in
-/// [`TTS_FRAME`] frames cut from one precomputed frame (so making the audio costs next to
-/// nothing). Counts what it synthesized.
-struct ToneTts {
-    tone: Arc<[i16]>,
-    samples: AtomicU64,
-    sentences: AtomicUsize,
-}
-
-impl ToneTts {
-    fn new(tone: Arc<[i16]>) -> Self {
-        ToneTts {
-            tone,
-            samples: AtomicU64::new(0),
-            sentences: AtomicUsize::new(0),
-        }
-    }
-
-    /// One frame of the tone.
-    fn tone_frame() -> Arc<[i16]> {
-        (0..samples_for(TTS_RATE, TTS_FRAME))
-            .map(|i| {
-                let t = i as f64 / f64::from(TTS_RATE);
-                ((2.0 * std::f64::consts::PI * TONE_HZ * t).sin() * 8000.0).round() as i16
-            })
-            .collect()
-    }
-
-    fn synthesized(&self) -> Duration {
-        Duration::from_secs_f64(self.samples.load(Ordering::Relaxed) as f64 / f64::from(TTS_RATE))
-    }
-}
-
-impl Tts for ToneTts {
-    fn sample_rate(&self) -> u32 {
-        TTS_RATE
-    }
-
-    fn synthesize(&self, text: &str) -> TtsStream {
-        let total = samples_for(TTS_RATE, spoken(text));
-        self.samples.fetch_add(total as u64, Ordering::Relaxed);
-        self.sentences.fetch_add(1, Ordering::Relaxed);
-        let tone = self.tone.clone();
-        let frame = tone.len();
-        let frames = (0..total).step_by(frame).map(move |start| {
-            let len = (total - start).min(frame);
-            Ok(AudioFrame::mono(tone[..len].to_vec(), TTS_RATE))
-        });
-        Box::pin(futures_util::stream::iter(frames))
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Audio endpoints
 // ---------------------------------------------------------------------------------------
@@ -564,7 +490,8 @@ struct Shared {
     vad: VadPool,
     vocabulary: Vec<String>,
     caller: CallerAudio,
-    tone: Arc<[i16]>,
+    /// The speech every call's is made fresh from (they share its tone).
+    tts: ToneTts,
 }
 
 impl Shared {
@@ -586,7 +513,7 @@ impl Shared {
             vad: VadPool::start(VadAggressiveness::Aggressive),
             vocabulary,
             caller,
-            tone: ToneTts::tone_frame(),
+            tts: ToneTts::new(TTS_RATE, TONE_PER_CHAR, TTS_FRAME),
         }
     }
 
@@ -643,8 +570,8 @@ struct CallFigures {
 /// Runs one whole call at `pace` and verifies it.
 async fn voice_call(shared: &Shared, pace: Pace) -> CallFigures {
     let llm = InstantLlm::new(script());
-    let stt = Arc::new(ScriptedStt::new());
-    let tts = Arc::new(ToneTts::new(shared.tone.clone()));
+    let stt = Arc::new(ScriptedStt::new(LINES.iter().map(|line| line.heard)));
+    let tts = Arc::new(shared.tts.fresh());
     let services = VoiceServices {
         stt: stt.clone(),
         tts: tts.clone(),
@@ -669,7 +596,7 @@ async fn voice_call(shared: &Shared, pace: Pace) -> CallFigures {
             describe(&report)
         );
     }
-    let utterances = stt.utterances.load(Ordering::Relaxed);
+    let utterances = stt.utterances();
     assert_eq!(
         utterances,
         LINES.len(),
@@ -760,7 +687,7 @@ fn verify_agent_audio(sink: &AgentSink, tts: &ToneTts) {
     );
     let played = sink.voiced_frames as f64 * CALLER_FRAME.as_secs_f64();
     let synthesized = tts.synthesized().as_secs_f64();
-    let sentences = tts.sentences.load(Ordering::Relaxed) as f64;
+    let sentences = tts.sentences() as f64;
     // Each sentence may end in a partly filled frame.
     let slack = (sentences + 1.0) * CALLER_FRAME.as_secs_f64();
     assert!(
@@ -945,42 +872,6 @@ fn run_load_child(concurrency: usize, calls: usize, pace: Pace, compact_malloc: 
 // /proc
 // ---------------------------------------------------------------------------------------
 
-/// The name in a `/proc/.../stat` line, and its utime and stime in clock ticks.
-fn stat_ticks(stat: &str) -> Option<(String, u64, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat[open + 1..close].to_string();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // Fields 14 and 15 of proc(5); the first field after the name is field 3.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((name, utime, stime))
-}
-
-/// User and system CPU time of the whole process so far (threads that ended included),
-/// in clock ticks.
-fn process_cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let (_, user, system) = stat_ticks(&stat).expect("utime and stime in /proc/self/stat");
-    (user, system)
-}
-
-/// CPU time of each live thread, by thread id, with its name.
-fn thread_cpu_ticks() -> HashMap<String, (String, u64)> {
-    let mut threads = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return threads;
-    };
-    for task in tasks.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        if let Some((name, user, system)) = stat_ticks(&stat) {
-            let tid = task.file_name().to_string_lossy().into_owned();
-            threads.insert(tid, (name, user + system));
-        }
-    }
-    threads
-}
-
 /// CPU ticks per thread name between two snapshots (threads that ended in between are
 /// missing; threads that started count from zero).
 fn thread_cpu_delta(
@@ -998,53 +889,6 @@ fn thread_cpu_delta(
         *by_name.entry(name).or_insert(0) += ticks.saturating_sub(start);
     }
     by_name
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, else 100).
-fn clock_tick() -> f64 {
-    machine::command_line("getconf", &["CLK_TCK"])
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// CPU time of the calling thread, from `/proc/thread-self/schedstat` (nanoseconds).
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
-/// CPU time of all live threads of the process, in nanoseconds.
-fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            stat.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Resets the peak RSS (`VmHWM`) to the current RSS (Linux 4.0+).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn rss_now() -> u64 {
-    proc_status_kib("VmRSS:").expect("VmRSS in /proc/self/status")
-}
-
-fn rss_peak() -> u64 {
-    proc_status_kib("VmHWM:").expect("VmHWM in /proc/self/status")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1117,7 +961,8 @@ fn measure_components(caller: &CallerAudio, repeats: usize) -> Value {
     let round_trips = (repeats * frames16.len()) as f64;
 
     // outbound: 24 -> 48 kHz, 50 ms tone frames, 60 s of agent audio
-    let tone = ToneTts::tone_frame();
+    let tts = ToneTts::new(TTS_RATE, TONE_PER_CHAR, TTS_FRAME);
+    let tone = tts.tone_frame();
     let agent_s = 60.0;
     let tone_frames = (agent_s / TTS_FRAME.as_secs_f64()) as usize;
     let mut outbound = Resampler::new(TTS_RATE, CALL_RATE, 1).expect("resampler");
@@ -1143,12 +988,12 @@ fn measure_components(caller: &CallerAudio, repeats: usize) -> Value {
         "method": "one thread, /proc/thread-self/schedstat CPU time; the pool round trip \
                    sums all threads' schedstat",
         "call_audio_s": call_s,
-        "inbound_resample_us_per_call_s": round2(per_call_s(inbound_ns)),
-        "vad_us_per_call_s": round2(per_call_s(vad_ns)),
-        "vad_pool_round_trip_cpu_us_per_call_s": round2(per_call_s(pool_ns)),
-        "vad_pool_round_trip_wall_us": round2(pool_wall.as_secs_f64() * 1e6 / round_trips),
-        "outbound_resample_us_per_agent_s": round2(outbound_ns as f64 / 1000.0 / agent_s),
-        "outbound_resampler_new_us": round2(build_ns as f64 / 1000.0 / f64::from(builds)),
+        "inbound_resample_us_per_call_s": round(per_call_s(inbound_ns), 2),
+        "vad_us_per_call_s": round(per_call_s(vad_ns), 2),
+        "vad_pool_round_trip_cpu_us_per_call_s": round(per_call_s(pool_ns), 2),
+        "vad_pool_round_trip_wall_us": round(pool_wall.as_secs_f64() * 1e6 / round_trips, 2),
+        "outbound_resample_us_per_agent_s": round(outbound_ns as f64 / 1000.0 / agent_s, 2),
+        "outbound_resampler_new_us": round(build_ns as f64 / 1000.0 / f64::from(builds), 2),
     })
 }
 
@@ -1163,61 +1008,6 @@ fn thread_cpu<T>(work: impl FnOnce() -> T) -> (u64, T) {
 // ---------------------------------------------------------------------------------------
 // Statistics
 // ---------------------------------------------------------------------------------------
-
-/// Median, p90, p99 and max of values (ms).
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    count: usize,
-    median: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(values: &[f64]) -> Stats {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        Stats {
-            count: sorted.len(),
-            median: percentile(&sorted, 50.0),
-            p90: percentile(&sorted, 90.0),
-            p99: percentile(&sorted, 99.0),
-            max: sorted.last().copied().unwrap_or(0.0),
-        }
-    }
-
-    fn to_json(self) -> Value {
-        json!({
-            "count": self.count,
-            "median_ms": round3(self.median),
-            "p90_ms": round3(self.p90),
-            "p99_ms": round3(self.p99),
-            "max_ms": round3(self.max),
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn round5(x: f64) -> f64 {
-    (x * 100_000.0).round() / 100_000.0
-}
 
 /// The per-turn latencies (`TurnMetrics`) collected: the figure asked for, and two of its
 /// parts (turn committed -> first model token; first speech request -> its first audio).
@@ -1276,14 +1066,14 @@ impl Load {
             map.remove("latencies_ms");
         }
         for (stage, stats) in STAGES.iter().zip(&self.stages) {
-            figures[*stage] = stats.to_json();
+            figures[*stage] = stats.to_json("ms", 3);
         }
-        figures["cpu_s_per_call_s"] = json!(round5(self.cpu_per_call_s));
-        figures["calls_per_core"] = json!(round2(1.0 / self.cpu_per_call_s));
-        figures["realtime_factor"] = json!(round2(self.realtime_factor));
+        figures["cpu_s_per_call_s"] = json!(round(self.cpu_per_call_s, 5));
+        figures["calls_per_core"] = json!(round(1.0 / self.cpu_per_call_s, 2));
+        figures["realtime_factor"] = json!(round(self.realtime_factor, 2));
         figures["rss_growth_kib"] =
             json!(num(&self.raw, "rss_peak_kib") - num(&self.raw, "rss_before_kib"));
-        figures["per_session_kib"] = json!(round2(self.per_session_kib));
+        figures["per_session_kib"] = json!(round(self.per_session_kib, 2));
         figures
     }
 }
@@ -1335,29 +1125,29 @@ fn run_benchmark(quick: bool) {
         LIVEKIT_CORES / LIVEKIT_SESSIONS.0,
     );
     let headline = json!({
-        "commit_to_audio_median_ms": round3(sequential.latency.median),
-        "commit_to_audio_p99_ms": round3(sequential.latency.p99),
+        "commit_to_audio_median_ms": round(sequential.latency.median, 3),
+        "commit_to_audio_p99_ms": round(sequential.latency.p99, 3),
         "commit_to_audio_turns": sequential.latency.count,
-        "cpu_s_per_call_s": round5(cores_per_session),
-        "calls_per_core": round2(1.0 / cores_per_session),
+        "cpu_s_per_call_s": round(cores_per_session, 5),
+        "calls_per_core": round(1.0 / cores_per_session, 2),
         "cpu_from": format!("{} calls at once, {}", live.concurrency(), live.raw["pace"].as_str().unwrap_or("?")),
-        "cpu_s_per_call_s_fast": round5(busiest.cpu_per_call_s),
-        "calls_per_core_fast": round2(1.0 / busiest.cpu_per_call_s),
-        "per_session_kib_fast": round2(busiest.per_session_kib),
-        "per_session_kib_real_time": real_time.as_ref().map(|l| round2(l.per_session_kib)),
-        "per_session_kib_fast_compact_malloc": round2(compact.per_session_kib),
-        "realtime_factor_all_cores": round2(busiest.realtime_factor),
+        "cpu_s_per_call_s_fast": round(busiest.cpu_per_call_s, 5),
+        "calls_per_core_fast": round(1.0 / busiest.cpu_per_call_s, 2),
+        "per_session_kib_fast": round(busiest.per_session_kib, 2),
+        "per_session_kib_real_time": real_time.as_ref().map(|l| round(l.per_session_kib, 2)),
+        "per_session_kib_fast_compact_malloc": round(compact.per_session_kib, 2),
+        "realtime_factor_all_cores": round(busiest.realtime_factor, 2),
         "realtime_factor_from_concurrency": busiest.concurrency(),
     });
     let comparison = json!({
         "livekit_python_worker": {
             "cores": LIVEKIT_CORES,
             "sessions": [LIVEKIT_SESSIONS.0, LIVEKIT_SESSIONS.1],
-            "cores_per_session": [round3(livekit.0), round3(livekit.1)],
+            "cores_per_session": [round(livekit.0, 3), round(livekit.1, 3)],
         },
-        "ours_cores_per_session": round5(cores_per_session),
+        "ours_cores_per_session": round(cores_per_session, 5),
         "ours_from": headline["cpu_from"].clone(),
-        "ratio": [round2(livekit.0 / cores_per_session), round2(livekit.1 / cores_per_session)],
+        "ratio": [round(livekit.0 / cores_per_session, 2), round(livekit.1 / cores_per_session, 2)],
         "caveat": "not like for like: the LiveKit figure includes real STT/TTS/LLM clients, \
                    WebRTC transport (Opus, SRTP), Silero VAD and the turn detector model; \
                    ours has instant in-process providers, webrtc-vad and no codec or network",
@@ -1377,7 +1167,7 @@ fn run_benchmark(quick: bool) {
         "call": {
             "caller_turns": LINES.len(),
             "caller_says": LINES.iter().map(|l| l.says).collect::<Vec<_>>(),
-            "caller_audio_s": round3(caller.duration_s()),
+            "caller_audio_s": round(caller.duration_s(), 3),
             "caller_rate_hz": CALL_RATE,
             "output_rate_hz": CALL_RATE,
             "pipeline_rate_hz": CALLER_RATE,
@@ -1417,6 +1207,9 @@ fn run_benchmark(quick: bool) {
     println!("\nwritten: {}", path.display());
 }
 
+/// The whole report, in the order a reader asks: what was measured where, the latency the
+/// pipeline adds, CPU and memory per call, what the audio stages cost alone, and the
+/// comparison with LiveKit's Python worker.
 fn print_report(
     machine: &Value,
     caller: &CallerAudio,
@@ -1424,6 +1217,15 @@ fn print_report(
     components: &Value,
     comparison: &Value,
 ) {
+    print_setup(machine, caller);
+    print_latency(rows);
+    print_cpu_and_memory(rows);
+    print_components(components, rows);
+    print_comparison(comparison);
+}
+
+/// The call, the machine and how busy it was.
+fn print_setup(machine: &Value, caller: &CallerAudio) {
     println!(
         "\nBella Vista voice calls: {} caller turns, {:.1} s of caller audio per call at {} kHz, \
          agent audio out at {} kHz; instant STT/TTS/LLM",
@@ -1455,7 +1257,10 @@ fn print_report(
         };
         println!("load average at start: {load:.2} on {nproc} CPUs{busy}");
     }
+}
 
+/// Commit to first agent audio per load, and its parts at the lowest load.
+fn print_latency(rows: &[&Load]) {
     println!("\nlatency the pipeline adds: commit -> first agent audio frame (ms)");
     println!(
         "{:>10} {:>9} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
@@ -1489,7 +1294,10 @@ fn print_report(
             tts.p99
         );
     }
+}
 
+/// CPU and memory per call, one row per load configuration.
+fn print_cpu_and_memory(rows: &[&Load]) {
     let workers = rows
         .first()
         .map_or(json!("?"), |l| l.raw["workers"].clone());
@@ -1544,7 +1352,10 @@ fn print_report(
          real-time call x 1000).\nsys%, vad%: system time, and the VAD thread, in % of CPU. \
          RSS+: peak RSS growth; KiB/call: RSS+ / K."
     );
+}
 
+/// The audio stages alone, and their share of a call's CPU.
+fn print_components(components: &Value, rows: &[&Load]) {
     println!("\ncomponents alone, one thread (µs of CPU per second of call audio)");
     println!(
         "inbound resample 48 -> 16 kHz {:.0}; webrtc-vad {:.0}; outbound resample 24 -> 48 kHz \
@@ -1580,7 +1391,10 @@ fn print_report(
             100.0 * dsp / total,
         );
     }
+}
 
+/// Cores per session against LiveKit's Python worker.
+fn print_comparison(comparison: &Value) {
     println!(
         "\ncomparison: LiveKit's Python worker, ~{LIVEKIT_CORES:.0} cores for {:.0}-{:.0} \
          sessions = {:.3}-{:.3} cores per session;\nours {:.5} cores per session ({}) = \

@@ -518,7 +518,16 @@ async fn a_dropped_signalling_connection_is_resumed() {
         eprintln!("skipped: `ss -K` is not available here");
         return;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    for events in [&mut agent_events, &mut listener_events] {
+        let seen = wait_event(events, Duration::from_secs(10), |e| {
+            matches!(e, RoomEvent::Reconnected)
+        })
+        .await;
+        assert!(
+            seen.iter().any(|e| matches!(e, RoomEvent::Reconnecting)),
+            "no reconnecting before reconnected: {seen:?}"
+        );
+    }
     assert!(agent.is_connected() && listener.is_connected());
     agent
         .set_attributes(HashMap::from([("k".to_owned(), "after".to_owned())]))

@@ -162,125 +162,129 @@ pub async fn run_call_with_events<I: AudioInput, O: AudioOutput>(
     link: Option<CallLink>,
 ) -> Result<(CallReport, O), CallError> {
     config.output_rate = output.sample_rate();
-    let frame = config.frame;
+    let mut feed = CallerFeed::new(config.frame, pace);
+    // In real time the call's clock is the caller's audio. A sender with DTX sends nothing
+    // while quiet; without this, time (and the agent's audio) would stand still until its
+    // next packet. So silence is supplied when audio is overdue.
+    let mut gap_clock = tokio::time::interval(config.frame);
+    gap_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (results_tx, mut results) = mpsc::unbounded_channel();
-    let sender = session.sender();
-    let forward = tokio::spawn(forward_events(session, results_tx.clone()));
     let (events, mut call_inputs) = match link {
         Some(link) => (Some(link.events), Some(link.inputs)),
         None => (None, None),
     };
-    let mut driver = Driver {
-        pipeline: Pipeline::new(config),
-        services: services.clone(),
-        sender,
-        results_tx,
-        vad: services.vad.open_stream(),
-        synthesis: Vec::new(),
-        turns: Vec::new(),
-        states: Vec::new(),
-        ended: false,
-        hung_up: false,
-        events,
-    };
-    let frame_samples = samples_for(CALLER_RATE, frame);
-    let mut caller = CallerAudio::default();
-    let mut input_done = false;
-    let mut trailing = Duration::ZERO;
-    // In real time the call's clock is the caller's audio. A sender with DTX sends nothing
-    // while quiet; without this, time (and the agent's audio) would stand still until its
-    // next packet. So silence is supplied when audio is overdue.
-    let mut gap_clock = tokio::time::interval(frame);
-    gap_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut audio_until = tokio::time::Instant::now();
+    let sender = session.sender();
+    let forward = tokio::spawn(forward_events(session, results_tx.clone()));
+    let mut driver = Driver::new(config, services, sender, results_tx, events);
 
     loop {
         if pace == Pace::Fast {
-            while driver.pipeline.is_busy() && !driver.pipeline.has_audio() && !driver.ended {
-                match tokio::time::timeout(SETTLE_LIMIT, results.recv()).await {
-                    Ok(Some(result)) => driver.feed(result, &mut output).await,
-                    _ => break,
-                }
-            }
+            driver.settle(&mut results, &mut output).await;
         }
-        if driver.hung_up || (driver.ended && !driver.pipeline.is_hanging_up()) {
+        if driver.call_over() {
             break;
         }
-        let samples = if caller.buffered() >= frame_samples {
-            caller.take(frame_samples)
-        } else if input_done {
-            let idle = !driver.pipeline.is_busy()
-                && !driver.pipeline.has_audio()
-                && driver.pipeline.state() == AgentState::Listening;
-            if pace == Pace::RealTime || idle || trailing >= MAX_TRAILING {
-                break;
+        let samples = match feed.next_frame(&driver.pipeline) {
+            NextFrame::Ready(samples) => samples,
+            NextFrame::End => break,
+            NextFrame::Wait => {
+                tokio::select! {
+                    biased;
+                    Some(result) = results.recv() => {
+                        driver.feed(result, &mut output).await;
+                    }
+                    Some(call_input) = next_input(&mut call_inputs) => {
+                        driver.take_input(call_input, &mut output).await;
+                    }
+                    next = input.next_frame() => feed.receive(next)?,
+                    _ = gap_clock.tick(), if pace == Pace::RealTime => feed.fill_overdue_gap(),
+                }
+                continue;
             }
-            trailing += frame;
-            vec![0; frame_samples]
-        } else {
-            tokio::select! {
-                biased;
-                Some(result) = results.recv() => {
-                    driver.feed(result, &mut output).await;
-                }
-                Some(call_input) = next_input(&mut call_inputs) => {
-                    driver.take_input(call_input, &mut output).await;
-                }
-                next = input.next_frame() => match next {
-                    Some(audio) => {
-                        caller.push(&audio)?;
-                        audio_until = tokio::time::Instant::now();
-                    }
-                    None => {
-                        input_done = true;
-                        caller.flush(frame_samples)?;
-                    }
-                },
-                _ = gap_clock.tick(), if pace == Pace::RealTime => {
-                    if audio_until.elapsed() >= frame * GAP_FRAMES {
-                        caller.fill_gap(frame_samples);
-                        audio_until += frame;
-                    }
-                }
-            }
-            continue;
         };
-        let frame16 = AudioFrame::mono(samples, CALLER_RATE);
-        let is_speech = driver
-            .vad
-            .classify(frame16.clone())
-            .await
-            .map_err(|e| CallError::Vad(e.to_string()))?;
-        let outputs = driver.pipeline.handle(
-            PipelineInput::CallerFrame {
-                frame: frame16,
-                is_speech,
-            },
-            call_now(),
-        );
-        driver.execute(outputs, &mut output).await;
-        let outputs = driver.pipeline.tick(call_now());
-        driver.execute(outputs, &mut output).await;
-        while let Ok(result) = results.try_recv() {
-            driver.feed(result, &mut output).await;
+        driver.hear(samples, &mut results, &mut output).await?;
+    }
+    Ok((driver.finish(forward).await, output))
+}
+
+/// What the caller's side offers the loop next.
+enum NextFrame {
+    /// One frame of the caller's audio at [`CALLER_RATE`].
+    Ready(Vec<i16>),
+    /// Nothing yet: wait for audio, a provider result or the transport.
+    Wait,
+    /// The caller's audio has ended and the agent has nothing more to do.
+    End,
+}
+
+/// The caller's audio cut into the pipeline's frames: converted to [`CALLER_RATE`],
+/// silence supplied for DTX gaps in real time, and trailing silence after the input ends
+/// (at fast pace) so the agent can finish what it is doing.
+struct CallerFeed {
+    caller: CallerAudio,
+    frame: Duration,
+    frame_samples: usize,
+    pace: Pace,
+    input_done: bool,
+    trailing: Duration,
+    /// When the input last delivered audio (or a gap was filled up to).
+    audio_until: tokio::time::Instant,
+}
+
+impl CallerFeed {
+    fn new(frame: Duration, pace: Pace) -> Self {
+        Self {
+            caller: CallerAudio::default(),
+            frame,
+            frame_samples: samples_for(CALLER_RATE, frame),
+            pace,
+            input_done: false,
+            trailing: Duration::ZERO,
+            audio_until: tokio::time::Instant::now(),
         }
     }
 
-    let duration_s = driver.pipeline.now().as_secs_f64();
-    for task in driver.synthesis.drain(..) {
-        task.abort();
+    /// A frame when one is buffered; after the input ended, silence while the agent is
+    /// still busy at fast pace (up to [`MAX_TRAILING`]), else the end.
+    fn next_frame(&mut self, pipeline: &Pipeline) -> NextFrame {
+        if self.caller.buffered() >= self.frame_samples {
+            return NextFrame::Ready(self.caller.take(self.frame_samples));
+        }
+        if !self.input_done {
+            return NextFrame::Wait;
+        }
+        let idle = !pipeline.is_busy()
+            && !pipeline.has_audio()
+            && pipeline.state() == AgentState::Listening;
+        if self.pace == Pace::RealTime || idle || self.trailing >= MAX_TRAILING {
+            return NextFrame::End;
+        }
+        self.trailing += self.frame;
+        NextFrame::Ready(vec![0; self.frame_samples])
     }
-    let _ = driver.sender.send(SessionInput::Close).await;
-    let _ = forward.await;
-    let report = CallReport {
-        duration_s,
-        summary: CallSummary::of(&driver.turns),
-        turns: driver.turns,
-        states: driver.states,
-        hung_up: driver.hung_up,
-    };
-    tracing::info!(duration_s, summary = ?report.summary, "call ended");
-    Ok((report, output))
+
+    /// Takes what the input delivered: audio, or its end.
+    fn receive(&mut self, next: Option<AudioFrame>) -> Result<(), CallError> {
+        match next {
+            Some(audio) => {
+                self.caller.push(&audio)?;
+                self.audio_until = tokio::time::Instant::now();
+            }
+            None => {
+                self.input_done = true;
+                self.caller.flush(self.frame_samples)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Supplies a frame of silence when the input's audio is [`GAP_FRAMES`] overdue.
+    fn fill_overdue_gap(&mut self) {
+        if self.audio_until.elapsed() >= self.frame * GAP_FRAMES {
+            self.caller.fill_gap(self.frame_samples);
+            self.audio_until += self.frame;
+        }
+    }
 }
 
 /// The next input from the transport, or never when there is no transport link (or it
@@ -393,6 +397,93 @@ struct Driver {
 }
 
 impl Driver {
+    fn new(
+        config: PipelineConfig,
+        services: &VoiceServices,
+        sender: SessionSender,
+        results_tx: mpsc::UnboundedSender<PipelineInput>,
+        events: Option<mpsc::UnboundedSender<CallEvent>>,
+    ) -> Self {
+        Driver {
+            pipeline: Pipeline::new(config),
+            services: services.clone(),
+            sender,
+            results_tx,
+            vad: services.vad.open_stream(),
+            synthesis: Vec::new(),
+            turns: Vec::new(),
+            states: Vec::new(),
+            ended: false,
+            hung_up: false,
+            events,
+        }
+    }
+
+    /// At fast pace, waits for the providers while the agent is busy and silent, so their
+    /// time takes no call time (up to [`SETTLE_LIMIT`] for each result).
+    async fn settle<O: AudioOutput>(
+        &mut self,
+        results: &mut mpsc::UnboundedReceiver<PipelineInput>,
+        output: &mut O,
+    ) {
+        while self.pipeline.is_busy() && !self.pipeline.has_audio() && !self.ended {
+            match tokio::time::timeout(SETTLE_LIMIT, results.recv()).await {
+                Ok(Some(result)) => self.feed(result, output).await,
+                _ => break,
+            }
+        }
+    }
+
+    /// Whether the call is over: hung up, or the session ended and no goodbye is playing.
+    fn call_over(&self) -> bool {
+        self.hung_up || (self.ended && !self.pipeline.is_hanging_up())
+    }
+
+    /// One frame of the caller's audio through the VAD and the pipeline, then the clock
+    /// tick and whatever results arrived meanwhile.
+    async fn hear<O: AudioOutput>(
+        &mut self,
+        samples: Vec<i16>,
+        results: &mut mpsc::UnboundedReceiver<PipelineInput>,
+        output: &mut O,
+    ) -> Result<(), CallError> {
+        let frame = AudioFrame::mono(samples, CALLER_RATE);
+        let is_speech = self
+            .vad
+            .classify(frame.clone())
+            .await
+            .map_err(|e| CallError::Vad(e.to_string()))?;
+        let outputs = self
+            .pipeline
+            .handle(PipelineInput::CallerFrame { frame, is_speech }, call_now());
+        self.execute(outputs, output).await;
+        let outputs = self.pipeline.tick(call_now());
+        self.execute(outputs, output).await;
+        while let Ok(result) = results.try_recv() {
+            self.feed(result, output).await;
+        }
+        Ok(())
+    }
+
+    /// Stops speech still being made, closes the session and reports the call.
+    async fn finish(mut self, forward: JoinHandle<()>) -> CallReport {
+        let duration_s = self.pipeline.now().as_secs_f64();
+        for task in self.synthesis.drain(..) {
+            task.abort();
+        }
+        let _ = self.sender.send(SessionInput::Close).await;
+        let _ = forward.await;
+        let report = CallReport {
+            duration_s,
+            summary: CallSummary::of(&self.turns),
+            turns: self.turns,
+            states: self.states,
+            hung_up: self.hung_up,
+        };
+        tracing::info!(duration_s, summary = ?report.summary, "call ended");
+        report
+    }
+
     async fn feed<O: AudioOutput>(&mut self, input: PipelineInput, output: &mut O) {
         if matches!(input, PipelineInput::Session(SessionEvent::SessionEnded)) {
             self.ended = true;

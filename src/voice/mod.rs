@@ -19,6 +19,7 @@ pub mod resample;
 pub mod sentences;
 pub mod speech_detector;
 pub mod stt;
+pub mod testing;
 pub mod tts;
 pub mod vad;
 pub mod whisper_stt;

@@ -83,6 +83,11 @@ pub enum RoomEvent {
         /// The stream's attributes.
         attributes: HashMap<String, String>,
     },
+    /// The signalling connection was lost; the room is trying to resume the session (what
+    /// LiveKit's SDKs call `reconnecting`). Media keeps flowing meanwhile.
+    Reconnecting,
+    /// The session was resumed on a new signalling connection (LiveKit's `reconnected`).
+    Reconnected,
     /// The local participant is no longer in the room; no event follows this one.
     Disconnected {
         /// Why.

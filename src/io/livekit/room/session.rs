@@ -91,6 +91,7 @@ impl Session {
                     }
                     Some(SignalEvent::Close(why)) => {
                         tracing::info!(%why, "signalling connection lost");
+                        self.emit(RoomEvent::Reconnecting);
                         if !self.resume().await {
                             break DisconnectReason::SignalLost;
                         }
@@ -260,6 +261,7 @@ impl Session {
                     }
                     self.engine.signal.set_reconnected().await;
                     tracing::info!(attempt, "signalling connection resumed");
+                    self.emit(RoomEvent::Reconnected);
                     return true;
                 }
                 Err(err) => tracing::warn!(attempt, %err, "resume failed"),
