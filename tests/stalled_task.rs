@@ -49,3 +49,41 @@ async fn an_order_taker_that_never_starts_the_order_has_it_started_from_code() {
     expect.next_task_started("item_1");
     llm.verify().unwrap();
 }
+
+/// A tool that needs something only the caller can give asks for it from code: the caller
+/// hears the tool's question word for word and the model is not asked to reply again (a
+/// small model would guess again, or ask in its own words about something else).
+#[tokio::test(start_paused = true)]
+async fn a_tool_that_asks_the_caller_is_followed_by_its_question_not_a_model_reply() {
+    use bella_vista::agent::testing::TestSession;
+    use bella_vista::agent::{Agent, NoArgs, OnEnter, ToolError, tool_fn};
+    use serde_json::json;
+
+    let llm = ScriptedLlm::new([
+        Step::reply().text("Hello! How would you like to pay?"),
+        Step::reply().call("pay", json!({})),
+        Step::reply().call("pay", json!({})),
+    ]);
+    let agent = Agent::new("Cashier", "Take the payment.")
+        .on_enter(OnEnter::Reply("Greet the caller.".into()))
+        .with_tool(tool_fn("pay", "Record the payment.", |_ctx, _: NoArgs| {
+            Err(ToolError::AskCaller {
+                reason: "the caller has not said how they pay".into(),
+                question: "How will you pay: card, cash or mobile?".into(),
+            })
+        }));
+    let (mut session, _greeting) = TestSession::start(agent, llm.clone()).await;
+    for turn in ["An eighteen percent tip, please.", "Eighteen percent."] {
+        let result = session.run(turn).await;
+        let mut expect = result.expect();
+        expect.next_function_call("pay");
+        let output = expect.next_function_error("pay");
+        assert!(output.contains("has not said how they pay"), "{output}");
+        assert_eq!(
+            expect.next_message(),
+            "How will you pay: card, cash or mobile?"
+        );
+        expect.no_more();
+    }
+    llm.verify().unwrap();
+}

@@ -92,9 +92,10 @@ pub(crate) async fn run<T: Send + 'static>(
             }
             Wakeup::KeyPressed(key) => {
                 core.emit(SessionEvent::KeyPressReceived { key });
+                let mut asked = false;
                 match task.key_action(key) {
                     Some(KeyAction::CallTool(name)) => {
-                        call_from_code(&mut activity, &task, &mut outcome, name).await?;
+                        asked = call_from_code(&mut activity, &task, &mut outcome, name).await?;
                     }
                     Some(KeyAction::Tell(text)) => {
                         activity.chat_ctx.add_message(ChatRole::User, text.clone());
@@ -107,7 +108,7 @@ pub(crate) async fn run<T: Send + 'static>(
                         activity.chat_ctx.add_message(ChatRole::User, note);
                     }
                 }
-                if outcome.is_none() {
+                if outcome.is_none() && !asked {
                     reply(&mut activity, &task, &mut outcome, None).await?;
                 }
             }
@@ -215,8 +216,11 @@ async fn reply<T: Send + 'static>(
             return Ok(summary);
         }
         let mut outputs = Vec::with_capacity(calls.len());
+        let mut question = None;
         for call in &calls {
-            outputs.push(execute(activity, &tools, outcome, call).await?);
+            let (output, ask) = execute(activity, &tools, outcome, call).await?;
+            outputs.push(output);
+            question = question.or(ask);
         }
         if !text.is_empty() {
             activity.chat_ctx.add_message(ChatRole::Assistant, text);
@@ -245,6 +249,12 @@ async fn reply<T: Send + 'static>(
         if outcome.is_some() {
             return Ok(summary);
         }
+        if let Some(question) = question {
+            say(activity, question.clone());
+            summary.text = question;
+            summary.asked_from_code = true;
+            return Ok(summary);
+        }
     }
     Ok(summary)
 }
@@ -257,6 +267,11 @@ struct ReplySummary {
     /// Whether a tool ran and succeeded (one that only failed, say on arguments a guard
     /// refused again and again, is no progress).
     progressed: bool,
+    /// Whether a tool's question was said from code ([`ToolError::AskCaller`]): the task
+    /// already acted as the stall watch would.
+    ///
+    /// [`ToolError::AskCaller`]: super::ToolError::AskCaller
+    asked_from_code: bool,
 }
 
 /// Notices a task that makes no progress: caller turns answered without a tool that
@@ -271,7 +286,7 @@ impl StallWatch {
     /// Records a reply to a caller turn; whether the task is now stalled after `limit`
     /// turns without a tool (or a repeated reply).
     fn stalled(&mut self, reply: &ReplySummary, limit: usize) -> bool {
-        if reply.progressed {
+        if reply.progressed || reply.asked_from_code {
             *self = StallWatch::default();
             return false;
         }
@@ -287,13 +302,14 @@ impl StallWatch {
 }
 
 /// Runs the task's tool `name` with no arguments as if the model had called it (a key the
-/// task gave that meaning), recording the call and its output in the conversation.
+/// task gave that meaning), recording the call and its output in the conversation;
+/// whether the tool asked the caller something from code (then no model reply follows).
 async fn call_from_code<T: Send + 'static>(
     activity: &mut Activity<'_>,
     task: &AgentTask<T>,
     outcome: &mut Option<Outcome<T>>,
     name: &str,
-) -> Result<(), SessionClosed> {
+) -> Result<bool, SessionClosed> {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let number = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let call = ToolCall {
@@ -302,14 +318,18 @@ async fn call_from_code<T: Send + 'static>(
         arguments: "{}".to_string(),
     };
     let tools: Vec<&Arc<dyn DynTool<T>>> = task.tools().map(|(tool, _)| tool).collect();
-    let output = execute(activity, &tools, outcome, &call).await?;
+    let (output, question) = execute(activity, &tools, outcome, &call).await?;
     activity.chat_ctx.push(ChatItem::FunctionCall {
         call_id: call.call_id,
         name: call.name,
         arguments: call.arguments,
     });
     activity.chat_ctx.push(output);
-    Ok(())
+    let asked = question.is_some();
+    if let Some(question) = question {
+        say(activity, question);
+    }
+    Ok(asked)
 }
 
 /// What a stalled task does: say its question again from code, or run a tool.
@@ -322,8 +342,8 @@ async fn unstall<T: Send + 'static>(
     match action {
         StallAction::Say(text) => say(activity, text.clone()),
         StallAction::CallTool(name) => {
-            call_from_code(activity, task, outcome, name).await?;
-            if outcome.is_none() {
+            let asked = call_from_code(activity, task, outcome, name).await?;
+            if outcome.is_none() && !asked {
                 reply(activity, task, outcome, None).await?;
             }
         }
@@ -470,14 +490,15 @@ fn apologize(activity: &mut Activity<'_>, partial: &str, error: &LlmError) {
     activity.chat_ctx.add_message(ChatRole::Assistant, apology);
 }
 
-/// Runs one tool call and returns its output item. Unknown tools and bad arguments become
-/// error outputs the model reads.
+/// Runs one tool call and returns its output item, and the question to say from code when
+/// the tool asked the caller ([`ToolError::AskCaller`](super::ToolError::AskCaller)).
+/// Unknown tools and bad arguments become error outputs the model reads.
 async fn execute<T: Send + 'static>(
     activity: &mut Activity<'_>,
     tools: &[&Arc<dyn DynTool<T>>],
     outcome: &mut Option<Outcome<T>>,
     call: &ToolCall,
-) -> Result<ChatItem, SessionClosed> {
+) -> Result<(ChatItem, Option<String>), SessionClosed> {
     let core = activity.core;
     core.emit(SessionEvent::FunctionCalled {
         call_id: call.call_id.clone(),
@@ -502,12 +523,21 @@ async fn execute<T: Send + 'static>(
     if activity.inbox.is_closed() {
         return Err(SessionClosed);
     }
+    let mut question = None;
     let (output, is_error) = match result {
         Ok(output) => (output, false),
         Err(error) => {
             crate::telemetry::global().tool_failed();
-            if let super::ToolError::Failed(_) = error {
-                tracing::warn!(tool = %call.name, %error, "tool failed");
+            match &error {
+                super::ToolError::Failed(_) => {
+                    tracing::warn!(tool = %call.name, %error, "tool failed");
+                }
+                super::ToolError::AskCaller {
+                    question: asked, ..
+                } => {
+                    question = Some(asked.clone());
+                }
+                _ => {}
             }
             (error.to_string(), true)
         }
@@ -518,10 +548,11 @@ async fn execute<T: Send + 'static>(
         output: output.clone(),
         is_error,
     });
-    Ok(ChatItem::FunctionOutput {
+    let output = ChatItem::FunctionOutput {
         call_id: call.call_id.clone(),
         name: call.name.clone(),
         output,
         is_error,
-    })
+    };
+    Ok((output, question))
 }

@@ -29,6 +29,17 @@ pub enum ToolError {
     /// Something internal failed; the model should apologise. Logged as a warning.
     #[error("internal error: {0}")]
     Failed(String),
+    /// Only the caller can supply what is missing: the model reads `reason`, and the
+    /// caller hears `question`, word for word, instead of another model reply. For facts a
+    /// small model tends to guess (a payment method nobody named) and then keeps asking
+    /// about in its own words.
+    #[error("{reason}")]
+    AskCaller {
+        /// Why the call was refused, for the model.
+        reason: String,
+        /// What the caller is asked, said from code.
+        question: String,
+    },
 }
 
 /// What a tool body returns: the text the model reads, or why it did not work.

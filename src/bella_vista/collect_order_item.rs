@@ -117,6 +117,7 @@ impl CollectOrderItem {
         more_items: bool,
     ) -> ToolResult {
         let item = self.valid_item(&name, quantity, &modifications, ctx.chat_context())?;
+        let more_items = more_items || self.caller_said_more_is_coming(ctx.chat_context());
         let summary = format!("{} at {} each", item.describe(), item.unit_price);
         if !ctx.complete(Some(item.clone())) {
             return Err(ToolError::Rejected(
@@ -143,6 +144,25 @@ impl CollectOrderItem {
 }
 
 impl CollectOrderItem {
+    /// Whether, with a small model, the caller's last turn says more items are coming
+    /// (`prompts/more_items_words.md`).
+    fn caller_said_more_is_coming(&self, chat: &ChatContext) -> bool {
+        let restaurant = self.flow.restaurant();
+        if !restaurant.small_model {
+            return false;
+        }
+        let Some(turn) = chat.messages_from(ChatRole::User).next() else {
+            return false;
+        };
+        let turn = turn.to_lowercase();
+        restaurant
+            .prompts
+            .more_items_words
+            .lines()
+            .map(|words| words.trim().to_lowercase())
+            .any(|words| !words.is_empty() && turn.contains(&words))
+    }
+
     /// The item, checked against the menu and the limits; only a valid item completes the
     /// task.
     fn valid_item(

@@ -37,6 +37,7 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
             subtotal,
             limits: restaurant.limits,
             small_model: restaurant.small_model,
+            ask_method: restaurant.prompts.payment_stall.clone(),
         })
         .with_tools(AddItem(flow.clone()))
 }
@@ -47,6 +48,9 @@ struct CollectPayment {
     limits: OrderLimits,
     /// Whether what the model fills in is checked against the caller's words.
     small_model: bool,
+    /// What the caller is asked, from code, when the model filled in a payment method
+    /// they never named.
+    ask_method: String,
 }
 
 #[tools(result = Payment)]
@@ -66,9 +70,10 @@ impl CollectPayment {
         if self.small_model {
             let said: Vec<&str> = ctx.chat_context().messages_from(ChatRole::User).collect();
             if !method.is_named_in(&said.join(" ")) {
-                return Err(ToolError::Rejected(
-                    "the caller has not said how they pay: ask them (card, cash or mobile)".into(),
-                ));
+                return Err(ToolError::AskCaller {
+                    reason: "the caller has not said how they pay".into(),
+                    question: self.ask_method.clone(),
+                });
             }
         }
         let tip_percent = whole_percent(tip_percentage, self.limits.max_tip_percent)?;

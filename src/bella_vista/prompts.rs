@@ -69,6 +69,10 @@ pub struct Prompts {
     /// spelling hint after the menu (the payment words; "no tip" kept whisper from hearing
     /// "cash" as "cashew").
     pub speech_vocabulary: String,
+    /// Words in a caller's turn that mean more items are coming, one per line ("and then
+    /// something else"): with a small model, an item confirmed on such a turn is never the
+    /// last (it read them as "no more items").
+    pub more_items_words: String,
     /// What a later item task says on entering, from code, for a small model.
     pub item_next_say: String,
     /// What an item task says on entering again to change its item (`{item}`), from code,
@@ -88,7 +92,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 30] = [
+const EMBEDDED: [(&str, &str); 31] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -114,6 +118,7 @@ const EMBEDDED: [(&str, &str); 30] = [
     embedded!("guard_fallback"),
     embedded!("item_say"),
     embedded!("speech_vocabulary"),
+    embedded!("more_items_words"),
     embedded!("item_next_say"),
     embedded!("item_change_say"),
     embedded!("greeting_say"),
@@ -184,6 +189,7 @@ impl Prompts {
             guard_fallback: get("guard_fallback"),
             item_say: get("item_say"),
             speech_vocabulary: get("speech_vocabulary"),
+            more_items_words: get("more_items_words"),
             item_next_say: get("item_next_say"),
             item_change_say: get("item_change_say"),
             greeting_say: get("greeting_say"),
