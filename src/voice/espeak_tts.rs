@@ -6,7 +6,6 @@
 //! but clear. Each sentence runs `espeak-ng --stdout` once with the text on its standard
 //! input, and the WAV it writes is streamed out frame by frame as it arrives.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -51,17 +50,9 @@ impl Default for EspeakTtsSettings {
 }
 
 /// Text to speech with espeak-ng, one process per sentence.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EspeakTts {
     settings: Arc<EspeakTtsSettings>,
-}
-
-impl fmt::Debug for EspeakTts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EspeakTts")
-            .field("settings", &self.settings)
-            .finish()
-    }
 }
 
 impl EspeakTts {
