@@ -308,11 +308,11 @@ async fn the_request_carries_instructions_tools_and_paired_tool_outputs() {
                 is_error: false,
             },
         ],
-        tools: vec![ToolSpec {
+        tools: vec![std::sync::Arc::new(ToolSpec {
             name: "set_tip".into(),
             description: "Sets the tip percentage.".into(),
             parameters: parameters.clone(),
-        }],
+        })],
         purpose: RequestPurpose::Reply,
         fill: None,
     };

@@ -87,3 +87,44 @@ async fn a_tool_that_asks_the_caller_is_followed_by_its_question_not_a_model_rep
     }
     llm.verify().unwrap();
 }
+
+/// The order taker's guard starts an order for a model that only chats; once an order was
+/// placed, the caller may chat as long as they like without a new order being started.
+#[tokio::test(start_paused = true)]
+async fn a_guard_that_calls_a_tool_retires_once_that_tool_succeeded() {
+    use bella_vista::agent::testing::TestSession;
+    use bella_vista::agent::{Agent, NoArgs, OnEnter, StallAction, tool_fn};
+    use serde_json::json;
+
+    let llm = ScriptedLlm::new([
+        Step::reply().text("Hello! What can I get you?"),
+        Step::reply().call("take_order", json!({})),
+        Step::reply().text("Your order is placed."),
+        Step::reply().text("Yes, it is homemade."),
+        Step::reply().text("We close at ten."),
+        Step::reply().text("You're welcome!"),
+        Step::reply().text("Goodbye!"),
+    ]);
+    let agent = Agent::new("OrderTaker", "Take orders.")
+        .on_enter(OnEnter::Reply("Greet the caller.".into()))
+        .on_stall(3, StallAction::CallTool("take_order".into()))
+        .with_tool(tool_fn(
+            "take_order",
+            "Take the order.",
+            |_ctx, _: NoArgs| Ok("order 1 placed".into()),
+        ));
+    let (mut session, _greeting) = TestSession::start(agent, llm.clone()).await;
+    session.run("One tiramisu, please.").await;
+    for turn in [
+        "Is the tiramisu homemade?",
+        "When do you close?",
+        "Thanks!",
+        "Bye.",
+    ] {
+        let result = session.run(turn).await;
+        let mut expect = result.expect();
+        expect.next_message();
+        expect.no_more();
+    }
+    llm.verify().unwrap();
+}

@@ -84,10 +84,14 @@ pub(crate) async fn run<T: Send + 'static>(
                 let answered = reply(&mut activity, &task, &mut outcome, None).await?;
                 if let Some(on_stall) = task.stall_action()
                     && outcome.is_none()
-                    && stall.stalled(&answered, on_stall.after_turns)
                 {
-                    tracing::info!(task = task.name(), "no progress; acting from code");
-                    unstall(&mut activity, &task, &mut outcome, &on_stall.action).await?;
+                    stall.retire_after(&answered.succeeded, &on_stall.action);
+                    if stall.stalled(&answered, on_stall.after_turns) {
+                        tracing::info!(task = task.name(), "no progress; acting from code");
+                        let succeeded =
+                            unstall(&mut activity, &task, &mut outcome, &on_stall.action).await?;
+                        stall.retire_after(&succeeded, &on_stall.action);
+                    }
                 }
             }
             Wakeup::KeyPressed(key) => {
@@ -95,7 +99,12 @@ pub(crate) async fn run<T: Send + 'static>(
                 let mut asked = false;
                 match task.key_action(key) {
                     Some(KeyAction::CallTool(name)) => {
-                        asked = call_from_code(&mut activity, &task, &mut outcome, name).await?;
+                        let called =
+                            call_from_code(&mut activity, &task, &mut outcome, name).await?;
+                        asked = called.asked;
+                        if let (Some(on_stall), true) = (task.stall_action(), called.succeeded) {
+                            stall.retire_after(std::slice::from_ref(name), &on_stall.action);
+                        }
                     }
                     Some(KeyAction::Tell(text)) => {
                         activity.chat_ctx.add_message(ChatRole::User, text.clone());
@@ -149,7 +158,7 @@ async fn reply<T: Send + 'static>(
     core.emit(SessionEvent::AgentStateChanged {
         state: AgentState::Thinking,
     });
-    let (tools, specs): (Vec<&Arc<dyn DynTool<T>>>, Vec<&ToolSpec>) = task
+    let (tools, specs): (Vec<_>, Vec<&Arc<ToolSpec>>) = task
         .tools()
         .filter(|(tool, _)| enter_instructions.is_none() || !tool.hidden_on_enter())
         .unzip();
@@ -162,11 +171,11 @@ async fn reply<T: Send + 'static>(
     // dish not on the menu) the model has to say something about it first.
     let mut fill_used = false;
     for step in 0..=max_steps {
-        let offered: Vec<ToolSpec> = if step < max_steps {
+        let offered: Vec<Arc<ToolSpec>> = if step < max_steps {
             specs
                 .iter()
                 .filter(|spec| !fill_used || Some(spec.name.as_str()) != task.fill_tool())
-                .map(|spec| (*spec).clone())
+                .map(|spec| Arc::clone(spec))
                 .collect()
         } else {
             Vec::new()
@@ -232,15 +241,12 @@ async fn reply<T: Send + 'static>(
                 arguments: call.arguments,
             });
         }
-        summary.progressed |= outputs.iter().any(|output| {
-            matches!(
-                output,
-                ChatItem::FunctionOutput {
-                    is_error: false,
-                    ..
-                }
-            )
-        });
+        summary.succeeded.extend(
+            outputs
+                .iter()
+                .filter_map(succeeded_tool)
+                .map(str::to_string),
+        );
         for output in outputs {
             fill_used |= matches!(&output, ChatItem::FunctionOutput { name, .. }
                 if Some(name.as_str()) == task.fill_tool());
@@ -264,14 +270,26 @@ async fn reply<T: Send + 'static>(
 struct ReplySummary {
     /// The text of its last model response (what the caller heard last).
     text: String,
-    /// Whether a tool ran and succeeded (one that only failed, say on arguments a guard
-    /// refused again and again, is no progress).
-    progressed: bool,
+    /// The tools that ran and succeeded, by name (one that only failed, say on arguments
+    /// a guard refused again and again, is no progress).
+    succeeded: Vec<String>,
     /// Whether a tool's question was said from code ([`ToolError::AskCaller`]): the task
     /// already acted as the stall watch would.
     ///
     /// [`ToolError::AskCaller`]: super::ToolError::AskCaller
     asked_from_code: bool,
+}
+
+/// The name of the tool whose output `item` is, if it succeeded.
+fn succeeded_tool(item: &ChatItem) -> Option<&str> {
+    match item {
+        ChatItem::FunctionOutput {
+            name,
+            is_error: false,
+            ..
+        } => Some(name),
+        _ => None,
+    }
 }
 
 /// Notices a task that makes no progress: caller turns answered without a tool that
@@ -280,36 +298,61 @@ struct ReplySummary {
 struct StallWatch {
     turns_without_tool: usize,
     last_text: String,
+    /// The task did what the guard pushes it to do (the stall action's tool succeeded):
+    /// from then on, talk without tools is the caller's choice, not a stuck model.
+    retired: bool,
 }
 
 impl StallWatch {
+    /// Retires the watch once `action`'s tool is among `succeeded`: an order taker whose
+    /// order was placed may chat with the caller for as long as they like.
+    fn retire_after(&mut self, succeeded: &[String], action: &StallAction) {
+        if let StallAction::CallTool(tool) = action
+            && succeeded.iter().any(|name| name == tool)
+        {
+            self.retired = true;
+        }
+    }
+
     /// Records a reply to a caller turn; whether the task is now stalled after `limit`
     /// turns without a tool (or a repeated reply).
     fn stalled(&mut self, reply: &ReplySummary, limit: usize) -> bool {
-        if reply.progressed || reply.asked_from_code {
-            *self = StallWatch::default();
+        if self.retired {
+            return false;
+        }
+        if !reply.succeeded.is_empty() || reply.asked_from_code {
+            self.turns_without_tool = 0;
+            self.last_text.clear();
             return false;
         }
         self.turns_without_tool += 1;
         let repeated = !reply.text.is_empty() && reply.text == self.last_text;
         self.last_text.clone_from(&reply.text);
         if repeated || self.turns_without_tool >= limit {
-            *self = StallWatch::default();
+            self.turns_without_tool = 0;
+            self.last_text.clear();
             return true;
         }
         false
     }
 }
 
+/// What running a tool from code did.
+struct CalledFromCode {
+    /// The tool asked the caller something from code (then no model reply follows).
+    asked: bool,
+    /// The tool succeeded.
+    succeeded: bool,
+}
+
 /// Runs the task's tool `name` with no arguments as if the model had called it (a key the
-/// task gave that meaning), recording the call and its output in the conversation;
-/// whether the tool asked the caller something from code (then no model reply follows).
+/// task gave that meaning), recording the call and its output in the conversation.
 async fn call_from_code<T: Send + 'static>(
     activity: &mut Activity<'_>,
     task: &AgentTask<T>,
     outcome: &mut Option<Outcome<T>>,
     name: &str,
-) -> Result<bool, SessionClosed> {
+) -> Result<CalledFromCode, SessionClosed> {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let number = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let call = ToolCall {
@@ -324,31 +367,37 @@ async fn call_from_code<T: Send + 'static>(
         name: call.name,
         arguments: call.arguments,
     });
+    let succeeded = succeeded_tool(&output).is_some();
     activity.chat_ctx.push(output);
     let asked = question.is_some();
     if let Some(question) = question {
         say(activity, question);
     }
-    Ok(asked)
+    Ok(CalledFromCode { asked, succeeded })
 }
 
-/// What a stalled task does: say its question again from code, or run a tool.
+/// What a stalled task does: say its question again from code, or run a tool. Returns the
+/// tools that succeeded meanwhile.
 async fn unstall<T: Send + 'static>(
     activity: &mut Activity<'_>,
     task: &AgentTask<T>,
     outcome: &mut Option<Outcome<T>>,
     action: &StallAction,
-) -> Result<(), SessionClosed> {
+) -> Result<Vec<String>, SessionClosed> {
+    let mut succeeded = Vec::new();
     match action {
         StallAction::Say(text) => say(activity, text.clone()),
         StallAction::CallTool(name) => {
-            let asked = call_from_code(activity, task, outcome, name).await?;
-            if outcome.is_none() && !asked {
-                reply(activity, task, outcome, None).await?;
+            let called = call_from_code(activity, task, outcome, name).await?;
+            if called.succeeded {
+                succeeded.push(name.clone());
+            }
+            if outcome.is_none() && !called.asked {
+                succeeded.extend(reply(activity, task, outcome, None).await?.succeeded);
             }
         }
     }
-    Ok(())
+    Ok(succeeded)
 }
 
 /// Says `text` word for word, not through the model.

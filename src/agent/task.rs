@@ -37,7 +37,9 @@ pub enum KeyAction {
 pub enum StallAction {
     /// Say this, word for word (the task's question, asked plainly).
     Say(String),
-    /// Run this tool of the task, with no arguments, as if the model had called it.
+    /// Run this tool of the task, with no arguments, as if the model had called it. Once
+    /// this tool has succeeded (however it was called), the guard retires for the rest of
+    /// the task: it did what it exists for, and talk after that is the caller's choice.
     CallTool(String),
 }
 
@@ -62,7 +64,7 @@ pub struct AgentTask<T> {
     instructions: String,
     tools: Vec<Arc<dyn DynTool<T>>>,
     /// Each tool's spec, made once when the tool is added (schemas never change).
-    specs: Vec<ToolSpec>,
+    specs: Vec<Arc<ToolSpec>>,
     on_enter: OnEnter,
     keys: Vec<(char, KeyAction)>,
     on_stall: Option<OnStall>,
@@ -170,12 +172,12 @@ impl<T> AgentTask<T> {
     }
 
     /// The tools with their specs, in the order they were added.
-    pub(crate) fn tools(&self) -> impl Iterator<Item = (&Arc<dyn DynTool<T>>, &ToolSpec)> {
+    pub(crate) fn tools(&self) -> impl Iterator<Item = (&Arc<dyn DynTool<T>>, &Arc<ToolSpec>)> {
         self.tools.iter().zip(&self.specs)
     }
 
     pub(crate) fn push_tool(&mut self, tool: Arc<dyn DynTool<T>>) {
-        self.specs.push(tool.spec());
+        self.specs.push(Arc::new(tool.spec()));
         self.tools.push(tool);
     }
 

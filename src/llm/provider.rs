@@ -1,6 +1,7 @@
 //! The seam between the conversation engine and a language model.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -23,8 +24,9 @@ pub struct ChatRequest {
     pub instructions: String,
     /// The conversation, oldest first.
     pub items: Vec<ChatItem>,
-    /// Tools the model may call; empty means plain text only.
-    pub tools: Vec<ToolSpec>,
+    /// Tools the model may call; empty means plain text only. Shared: a task's specs are
+    /// made once and offered in every request without copying their schemas.
+    pub tools: Vec<Arc<ToolSpec>>,
     /// Why the request is made.
     pub purpose: RequestPurpose,
     /// The tool this step exists to call (a task's completion tool), when it is offered.

@@ -8,6 +8,8 @@
 //! that same form, so the model sees its own conventions, and the prompt of the next turn
 //! starts with the same tokens as this one (the key-value cache is reused).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::reply::ACTION;
@@ -20,7 +22,8 @@ pub fn render(request: &ChatRequest) -> String {
     let fill = request
         .fill
         .as_deref()
-        .and_then(|name| request.tools.iter().find(|tool| tool.name == name));
+        .and_then(|name| request.tools.iter().find(|tool| tool.name == name))
+        .map(Arc::as_ref);
     if request.purpose == RequestPurpose::Reply {
         system.push_str("\n\n");
         system.push_str(&reply_rules(&request.tools, fill));
@@ -115,10 +118,11 @@ fn turn(prompt: &mut String, role: &str, content: &str) {
 
 /// How to answer: the forms of the reply and the tools of this step, described in a line
 /// each.
-fn reply_rules(tools: &[ToolSpec], fill: Option<&ToolSpec>) -> String {
+fn reply_rules(tools: &[Arc<ToolSpec>], fill: Option<&ToolSpec>) -> String {
     let others: Vec<&ToolSpec> = tools
         .iter()
         .filter(|tool| fill.is_none_or(|filled| filled.name != tool.name))
+        .map(Arc::as_ref)
         .collect();
     if let Some(tool) = fill {
         return filled_rules(tool, &others);
@@ -232,13 +236,13 @@ mod tests {
                     is_error: false,
                 },
             ],
-            tools: vec![ToolSpec {
+            tools: vec![Arc::new(ToolSpec {
                 name: "confirm_payment".into(),
                 description: "Confirm the payment.".into(),
                 parameters: serde_json::json!({"type": "object", "properties": {
                     "method": {"type": "string", "enum": ["card", "cash"]},
                     "tip_percentage": {"type": "integer"}}}),
-            }],
+            })],
             purpose: RequestPurpose::Reply,
             fill: None,
         }
@@ -264,11 +268,11 @@ mod tests {
     #[test]
     fn a_filling_step_lists_what_the_caller_may_want_and_writes_calls_as_actions() {
         let mut filling = request();
-        filling.tools.push(ToolSpec {
+        filling.tools.push(Arc::new(ToolSpec {
             name: "cancel_item".into(),
             description: "Cancel this item.".into(),
             parameters: serde_json::json!({"type": "object", "properties": {}}),
-        });
+        }));
         filling.fill = Some("confirm_payment".into());
         let prompt = render(&filling);
         assert!(prompt.contains(

@@ -11,6 +11,8 @@
 //! small model rarely decides on its own to leave the form it is filling for another tool;
 //! asked first, in one word from a fixed list, what the caller wants, it does.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::llm::{ToolCall, ToolSpec};
@@ -37,7 +39,7 @@ pub struct Fill {
 
 impl Fill {
     /// The fill for `name` among `tools`, when offered.
-    pub fn of(name: &str, tools: &[ToolSpec]) -> Option<Fill> {
+    pub fn of(name: &str, tools: &[Arc<ToolSpec>]) -> Option<Fill> {
         let tool = tools.iter().find(|tool| tool.name == name)?;
         let required = tool.parameters["required"]
             .as_array()
@@ -86,7 +88,7 @@ fn heard_schema(tool: &ToolSpec) -> Value {
 /// The JSON schema of a reply when `tools` are offered, filling `fill` if named.
 /// Properties are listed in the order the model writes them (llama.cpp's grammar keeps
 /// the schema's order).
-pub fn reply_schema(tools: &[ToolSpec], fill: Option<&str>) -> Value {
+pub fn reply_schema(tools: &[Arc<ToolSpec>], fill: Option<&str>) -> Value {
     let filled = fill.and_then(|name| tools.iter().find(|tool| tool.name == name));
     let say = json!({"type": "string", "maxLength": MAX_SAY_CHARS});
     let (first, key) = match filled {
@@ -346,13 +348,13 @@ fn decode_string_prefix(raw: &str) -> (String, usize, bool) {
 mod tests {
     use super::*;
 
-    fn tool() -> ToolSpec {
-        ToolSpec {
+    fn tool() -> Arc<ToolSpec> {
+        Arc::new(ToolSpec {
             name: "confirm_item".into(),
             description: "Confirm the item.".into(),
             parameters: json!({"type": "object", "properties": {"quantity": {"type": "integer"}},
                                "required": ["quantity"]}),
-        }
+        })
     }
 
     #[test]
@@ -373,14 +375,14 @@ mod tests {
         // llama.cpp's grammar takes an object's properties in the order the schema text
         // lists them: the tool's name must come before its arguments (as the prompt shows
         // it), and a tool's arguments in their declared order.
-        let confirm = ToolSpec {
+        let confirm = Arc::new(ToolSpec {
             name: "confirm_item".into(),
             description: "Confirm.".into(),
             parameters: json!({"type": "object", "properties": {
                 "name": {"type": "string"}, "quantity": {"type": "integer"},
                 "modifications": {"type": "array", "items": {"type": "string"}}},
                 "required": ["name", "quantity", "modifications"]}),
-        };
+        });
         let text = reply_schema(&[tool(), confirm.clone()], None).to_string();
         let tool_at = text.find("\"tool\":{\"const\"").unwrap();
         assert!(tool_at < text.find("\"arguments\"").unwrap(), "{text}");
@@ -423,11 +425,11 @@ mod tests {
 
     #[test]
     fn a_filling_step_asks_first_which_tool_the_caller_wants() {
-        let cancel = ToolSpec {
+        let cancel = Arc::new(ToolSpec {
             name: "cancel_item".into(),
             description: "Cancel it.".into(),
             parameters: json!({"type": "object", "properties": {}}),
-        };
+        });
         let tools = [tool(), cancel];
         let schema = reply_schema(&tools, Some("confirm_item"));
         let forms = schema["oneOf"].as_array().unwrap();
@@ -459,11 +461,11 @@ mod tests {
 
     #[test]
     fn a_tool_without_arguments_is_called_when_the_caller_is_ready() {
-        let confirm = ToolSpec {
+        let confirm = Arc::new(ToolSpec {
             name: "confirm_order".into(),
             description: "Place it.".into(),
             parameters: json!({"type": "object", "properties": {}}),
-        };
+        });
         let fill = Fill::of("confirm_order", std::slice::from_ref(&confirm)).unwrap();
         let mut no = ReplyParser::new(Some(fill.clone()));
         no.push("{\"heard\": {\"ready\": false}, \"say\": \"\"}");

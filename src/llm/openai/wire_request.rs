@@ -26,7 +26,8 @@ pub(super) fn wire_request(
     model: &str,
     temperature: Option<f32>,
 ) -> CreateChatCompletionRequest {
-    let tools: Vec<ChatCompletionTools> = request.tools.iter().map(wire_tool).collect();
+    let tools: Vec<ChatCompletionTools> =
+        request.tools.iter().map(|tool| wire_tool(tool)).collect();
     let parallel_tool_calls = (!tools.is_empty()).then_some(false);
     CreateChatCompletionRequest {
         model: model.to_owned(),
@@ -158,7 +159,7 @@ mod tests {
         ChatRequest {
             instructions: "You take orders.".into(),
             items,
-            tools,
+            tools: tools.into_iter().map(std::sync::Arc::new).collect(),
             purpose: RequestPurpose::Reply,
             fill: None,
         }
