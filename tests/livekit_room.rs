@@ -258,14 +258,20 @@ async fn transcriptions_and_agent_state_reach_the_caller() {
         },
     );
     let (room, mut events) = join(&server, "text", "agent").await;
-    wait_event(
-        &mut events,
-        Duration::from_secs(10),
-        |e| matches!(e, RoomEvent::ParticipantConnected { identity, .. } if identity == "caller"),
-    )
-    .await;
-    // Let the caller's own peer connections come up before data is sent to it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The caller says when its own connection is up (an attribute, there when it appears
+    // or set later), so data sent from now on reaches it.
+    let ready = |e: &RoomEvent| match e {
+        RoomEvent::ParticipantConnected {
+            identity,
+            attributes,
+            ..
+        } => identity == "caller" && attributes.contains_key("test.ready"),
+        RoomEvent::AttributesChanged { identity, changed } => {
+            identity == "caller" && changed.contains_key("test.ready")
+        }
+        _ => false,
+    };
+    wait_event(&mut events, Duration::from_secs(10), ready).await;
 
     for state in ["thinking", "speaking"] {
         room.set_attributes(HashMap::from([(

@@ -195,3 +195,63 @@ async fn cancelling_the_only_item_ends_the_order_with_nothing_stored() {
     llm.verify().unwrap();
     assert!(call.stored_orders().is_empty());
 }
+
+/// "Take the salmon off" at the read-back: `remove_item` brings item 2 back, which cancels
+/// itself from code (no question about what instead), payment re-enters with the new
+/// subtotal, and the stored order has only the bruschetta. A dish not in the order is
+/// refused with what the order has.
+#[tokio::test(start_paused = true)]
+async fn a_dish_taken_off_during_the_read_back_cancels_its_item_and_reenters_payment() {
+    let mut steps = two_items_then_payment();
+    steps.extend([
+        confirm_payment("card", 15.0),
+        review_enters("Total: $59.80"),
+        Step::reply().call("remove_item", json!({"name": "Tiramisu"})),
+        Step::reply().text("There is no tiramisu in your order."),
+        Step::reply().call("remove_item", json!({"name": "grilled salmon"})),
+        payment_enters("$24.00"),
+        confirm_payment("card", 15.0),
+        review_enters("Total: $27.60"),
+    ]);
+    steps.extend(confirm_and_announce(1));
+    let llm = ScriptedLlm::new(steps);
+    let mut call = start(&llm).await;
+    call.say_all(&["order", "two bruschetta", "salmon no butter", "card 15"])
+        .await;
+
+    let result = call.session.run("take the tiramisu off").await;
+    let mut expect = result.expect();
+    expect.next_function_call("remove_item");
+    let refused = expect.next_function_error("remove_item");
+    assert!(
+        refused.contains("Tiramisu is not in the order; it has: Bruschetta, Grilled Salmon"),
+        "{refused}"
+    );
+
+    let result = call.session.run("sorry, I meant the salmon").await;
+    let mut expect = result.expect();
+    expect.next_function_call("remove_item");
+    assert!(
+        expect
+            .next_function_output("remove_item")
+            .contains("Grilled Salmon")
+    );
+    expect.next_task_completed("review");
+    assert_eq!(expect.next_regression(), vec!["item_2"]);
+    expect.next_task_started("item_2");
+    expect.next_function_call("cancel_item");
+    assert_eq!(
+        expect.next_function_output("cancel_item"),
+        "Item cancelled."
+    );
+    expect.skip_to_task_started("payment");
+
+    call.say_all(&["card, 15", "yes"]).await;
+    llm.verify().unwrap();
+    let orders = call.stored_orders();
+    assert_eq!(orders.len(), 1);
+    let order = as_json(&orders[0]);
+    assert_eq!(order["items"].as_array().unwrap().len(), 1);
+    assert_eq!(order["items"][0]["name"], "Bruschetta");
+    assert_eq!(order["total_cents"], 2760);
+}

@@ -63,6 +63,12 @@ pub(crate) async fn run<T: Send + 'static>(
             core.emit(SessionEvent::AgentMessage { text: text.clone() });
             activity.chat_ctx.add_message(ChatRole::Assistant, text);
         }
+        OnEnter::CallTool(name) => {
+            let called = call_from_code(&mut activity, &task, &mut outcome, &name).await?;
+            if outcome.is_none() && !called.asked {
+                reply(&mut activity, &task, &mut outcome, None).await?;
+            }
+        }
     }
     let mut stall = StallWatch::default();
     let outcome = loop {

@@ -17,6 +17,10 @@ pub enum OnEnter {
     Reply(String),
     /// Say this fixed text, then listen.
     Say(String),
+    /// Run this tool of the task at once, with no arguments, as if the model had called
+    /// it; the model then replies unless the tool completed the task. For a task brought
+    /// back to do one thing the caller already asked for (take an item off the order).
+    CallTool(String),
 }
 
 /// What a key on the caller's phone keypad means while a task is active (see

@@ -8,12 +8,16 @@ use super::order_flow::OrderFlow;
 use super::prompts::fill;
 use super::shared_tools::with_call_tools;
 use crate::agent::{
-    AgentTask, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
+    AgentTask, OnEnter, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
 };
 use crate::llm::{ChatContext, ChatRole};
 
 /// Caller turns without a tool before a task asks its question again from code.
 pub(crate) const STALL_TURNS: usize = 3;
+
+/// The tool that cancels the item (also what an item the caller took off the order runs
+/// as it comes back).
+const CANCEL_ITEM: &str = "cancel_item";
 
 /// The task's result: the item, or `None` when the caller changed their mind.
 pub type ItemResult = Option<OrderItem>;
@@ -58,7 +62,11 @@ pub fn collect_order_item(
         None if has_other_items => restaurant.prompts.item_next_say.clone(),
         None => restaurant.prompts.item_say.clone(),
     };
-    let opening = restaurant.opening(say, enter);
+    let opening = if flow.removal_requested(number) {
+        OnEnter::CallTool(CANCEL_ITEM.into())
+    } else {
+        restaurant.opening(say, enter)
+    };
     let task = AgentTask::new("CollectOrderItem", instructions)
         .on_enter(opening)
         .fills("confirm_item")

@@ -7,7 +7,7 @@ use super::money::Cents;
 use super::order::{OrderItem, OrderLimits, Payment, PaymentMethod};
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
-use super::shared_tools::{AddItem, with_call_tools};
+use super::shared_tools::{AddItem, RemoveItem, with_call_tools};
 use crate::agent::{AgentTask, StallAction, ToolContext, ToolError, ToolResult, tools};
 use crate::llm::ChatRole;
 
@@ -40,6 +40,7 @@ pub fn collect_payment(flow: Arc<OrderFlow>, items: &[OrderItem]) -> AgentTask<P
             ask_method: restaurant.prompts.payment_stall.clone(),
         })
         .with_tools(AddItem(flow.clone()))
+        .with_tools(RemoveItem(flow))
 }
 
 /// The payment step's state: what its tools need.

@@ -48,10 +48,12 @@ struct Checkout {
     review: TaskKey<StoredOrder>,
 }
 
-/// One item task: the key of its result, and its dish once confirmed.
+/// One item task: the key of its result, its dish once confirmed, and whether the caller
+/// asked to take it off the order.
 struct ItemSlot {
     key: TaskKey<ItemResult>,
     dish: Option<String>,
+    remove: bool,
 }
 
 impl OrderFlow {
@@ -125,7 +127,14 @@ impl OrderFlow {
         });
         let dish = item.map(|item| item.name.clone());
         let key = entry.key();
-        self.items_mut().insert(number, ItemSlot { key, dish });
+        self.items_mut().insert(
+            number,
+            ItemSlot {
+                key,
+                dish,
+                remove: false,
+            },
+        );
         entry
     }
 
@@ -189,6 +198,7 @@ impl OrderFlow {
     ) -> Result<(), HandleError> {
         if let Some(slot) = self.items_mut().get_mut(&number) {
             slot.dish = None;
+            slot.remove = false;
         }
         let is_last = number == self.last_item.load(Ordering::SeqCst);
         if is_last && has_other_items {
@@ -203,6 +213,30 @@ impl OrderFlow {
             .iter()
             .find(|(number, slot)| **number != except && slot.dish.as_deref() == Some(name))
             .map(|(number, _)| *number)
+    }
+
+    /// Takes item `number` off the order: its task runs again and cancels itself from code
+    /// (see [`OrderFlow::removal_requested`]), then payment re-enters with the new total.
+    pub(crate) fn remove_item(&self, number: usize) -> Result<(), HandleError> {
+        if let Some(slot) = self.items_mut().get_mut(&number) {
+            slot.remove = true;
+        }
+        self.group.regress_to(&[item_id(number).as_str()])
+    }
+
+    /// Whether the caller asked to take item `number` off the order.
+    pub(crate) fn removal_requested(&self, number: usize) -> bool {
+        self.items_mut()
+            .get(&number)
+            .is_some_and(|slot| slot.remove)
+    }
+
+    /// The confirmed items' numbers and dishes, in item order.
+    pub(crate) fn dishes(&self) -> Vec<(usize, String)> {
+        self.items_mut()
+            .iter()
+            .filter_map(|(number, slot)| Some((*number, slot.dish.clone()?)))
+            .collect()
     }
 
     /// The dish item `number` was confirmed with, if it was (the caller is changing it).

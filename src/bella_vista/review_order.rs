@@ -6,7 +6,7 @@ use super::collect_order_item::STALL_TURNS;
 use super::order::Order;
 use super::order_flow::OrderFlow;
 use super::prompts::fill;
-use super::shared_tools::{AddItem, with_call_tools};
+use super::shared_tools::{AddItem, RemoveItem, with_call_tools};
 use super::store::StoredOrder;
 use crate::agent::{AgentTask, KeyAction, StallAction, ToolContext, ToolError, ToolResult, tools};
 
@@ -58,7 +58,8 @@ pub fn review_order(flow: Arc<OrderFlow>, order: Option<Order>) -> AgentTask<Sto
             flow: flow.clone(),
             order,
         })
-        .with_tools(AddItem(flow))
+        .with_tools(AddItem(flow.clone()))
+        .with_tools(RemoveItem(flow))
 }
 
 /// The read-back's state: the order to place.

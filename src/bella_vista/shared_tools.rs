@@ -4,7 +4,8 @@
 //!   taker and by every order task (so "that's all, bye" or "can I talk to a person?" works
 //!   at any point). Both are withheld while a task enters, and both say their sentence from
 //!   code, so the caller hears exactly what happens.
-//! - `add_item()`, offered by payment and the read-back, takes one more item.
+//! - `add_item()` and `remove_item(name)`, offered by payment and the read-back, take one
+//!   more item or take a dish off the order.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::restaurant::Restaurant;
 use crate::agent::{
     AgentTask, CallerInfo, ToolContext, ToolError, ToolResult, TransferError, tools,
 };
+use crate::llm::ChatRole;
 
 /// Adds `end_call` and `transfer_to_staff` to `task`.
 pub fn with_call_tools<T: Send + 'static>(
@@ -108,5 +110,70 @@ impl AddItem {
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         ctx.interrupt();
         Ok("Taking one more item.".to_string())
+    }
+}
+
+/// `remove_item(name)`, offered by payment and the read-back: take a dish off the order.
+pub(crate) struct RemoveItem(pub(crate) Arc<OrderFlow>);
+
+#[tools]
+impl RemoveItem {
+    /// The caller wants a dish taken off the order (cancelled), not changed: to change a
+    /// dish, its quantity or modifications, call out_of_scope instead.
+    ///
+    /// Its item comes back and cancels itself; payment then re-enters with the new total.
+    ///
+    /// - `name`: the dish to take off, as named in the order
+    #[tool]
+    fn remove_item<T: Send + 'static>(
+        &self,
+        ctx: &mut ToolContext<'_, T>,
+        name: String,
+    ) -> ToolResult {
+        let flow = &self.0;
+        let restaurant = flow.restaurant();
+        let dishes = flow.dishes();
+        let in_order = || {
+            let names: Vec<&str> = dishes.iter().map(|(_, dish)| dish.as_str()).collect();
+            names.join(", ")
+        };
+        let dish = restaurant.menu.find_item(&name).map_err(|_| {
+            ToolError::Rejected(format!(
+                "{name:?} is not in the order; it has: {}",
+                in_order()
+            ))
+        })?;
+        let Some(&(number, _)) = dishes.iter().find(|(_, ordered)| ordered == dish.name()) else {
+            return Err(ToolError::Rejected(format!(
+                "{} is not in the order; it has: {}",
+                dish.name(),
+                in_order()
+            )));
+        };
+        if restaurant.small_model {
+            let said = ctx
+                .chat_context()
+                .messages_from(ChatRole::User)
+                .next()
+                .unwrap_or_default();
+            if !dish.is_named_in(said) {
+                return Err(ToolError::Rejected(format!(
+                    "the caller did not name {} in their last words: ask them which dish \
+                     to take off",
+                    dish.name()
+                )));
+            }
+        }
+        if dishes.len() == 1 {
+            return Err(ToolError::Rejected(format!(
+                "{} is the only item: an order needs at least one. Ask the caller whether they \
+                 want something else instead (out_of_scope) or no order at all (end_call)",
+                dish.name()
+            )));
+        }
+        flow.remove_item(number)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        ctx.interrupt();
+        Ok(format!("Taking the {} off the order.", dish.name()))
     }
 }

@@ -192,9 +192,14 @@ async def main(args: argparse.Namespace) -> int:
     token = (api.AccessToken(args.api_key, args.api_secret)
              .with_identity(args.identity).with_name(args.identity)
              .with_attributes(dict(a.split("=", 1) for a in args.attribute))
-             .with_grants(api.VideoGrants(room_join=True, room=args.room)).to_jwt())
+             .with_grants(api.VideoGrants(room_join=True, room=args.room,
+                                          can_update_own_metadata=True)).to_jwt())
     await room.connect(args.url, token, rtc.RoomOptions(auto_subscribe=True))
     events.append({"t": now(), "event": "connected", "room_sid": await room.sid})
+    # Says this caller is connected and ready for data (connect returns once the transport
+    # that receives is up), so tests wait for it instead of sleeping. Changing one's own
+    # attributes needs the canUpdateOwnMetadata grant above.
+    await room.local_participant.set_attributes({"test.ready": "1"})
     for p in room.remote_participants.values():
         note_participant(p)
 
