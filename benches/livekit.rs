@@ -132,6 +132,9 @@ fn write_config(dir: &Path, max_jobs: usize) -> PathBuf {
             "drain_timeout_ms = 300000",
             "drain_timeout_ms = 10000".into(),
         ),
+        // The Python callers share the machine and keep its CPU near 100 %: a worker that
+        // measured the machine would say it is full after a few calls and get no more.
+        ("cpu_full = 0.9", "cpu_full = 0".into()),
         (
             "menu = \"config/menu.toml\"",
             format!("menu = {:?}", repo().join("config/menu.toml")),

@@ -255,3 +255,98 @@ async fn a_dish_taken_off_during_the_read_back_cancels_its_item_and_reenters_pay
     assert_eq!(order["items"][0]["name"], "Bruschetta");
     assert_eq!(order["total_cents"], 2760);
 }
+
+/// A small model's script up to the read-back of two tiramisu and a cheesecake, paid in
+/// cash (its openings are said from code, so only its tool calls are scripted).
+fn small_model_up_to_read_back() -> (Vec<Step>, [&'static str; 4]) {
+    (
+        vec![
+            Step::reply().call("take_order", json!({})),
+            Step::reply().call(
+                "confirm_item",
+                json!({"name": "Tiramisu", "quantity": 2, "modifications": [], "more_items": false}),
+            ),
+            Step::reply().call(
+                "confirm_item",
+                json!({"name": "Cheesecake", "quantity": 1, "modifications": [], "more_items": false}),
+            ),
+            Step::reply().call("confirm_payment", json!({"method": "cash", "tip_percentage": 0})),
+        ],
+        [
+            "I'd like to order",
+            "Two tiramisu, and something else",
+            "One cheesecake",
+            "Cash, no tip",
+        ],
+    )
+}
+
+/// With a small model, "cancel the cheesecake" at the read-back often makes the model go
+/// back to the item (`out_of_scope`) instead of calling `remove_item`. The item, brought
+/// back on those words, cancels itself from code instead of asking "what instead?", and
+/// payment re-enters with the new subtotal.
+#[tokio::test(start_paused = true)]
+async fn a_small_models_item_brought_back_on_cancel_words_cancels_itself() {
+    let (mut steps, turns) = small_model_up_to_read_back();
+    steps.extend([
+        Step::reply().call("out_of_scope", json!({"task_ids": ["item_2"]})),
+        Step::reply().call(
+            "confirm_payment",
+            json!({"method": "cash", "tip_percentage": 0}),
+        ),
+        Step::reply().call("confirm_order", json!({})),
+        Step::summary("The caller ordered two tiramisu."),
+        Step::reply().text("Your order number is 1."),
+    ]);
+    let llm = ScriptedLlm::new(steps);
+    let mut call = start_small(&llm).await;
+    call.say_all(&turns).await;
+
+    let result = call
+        .session
+        .run("Actually, cancel the cheesecake. I don't want it after all.")
+        .await;
+    let mut expect = result.expect();
+    expect.skip_to_task_started("item_2");
+    expect.next_function_call("reconsider_item");
+    assert_eq!(
+        expect.next_function_output("reconsider_item"),
+        "Item cancelled."
+    );
+    expect.skip_to_task_started("payment");
+    assert!(
+        result
+            .messages()
+            .iter()
+            .any(|m| m.contains("Your subtotal is $20.00")),
+        "{:?}",
+        result.messages()
+    );
+    call.say_all(&["Cash, no tip", "Yes, that's right"]).await;
+    llm.verify().unwrap();
+    let order = as_json(&call.stored_orders()[0]);
+    assert_eq!(order["items"].as_array().unwrap().len(), 1);
+    assert_eq!(order["items"][0]["name"], "Tiramisu");
+    assert_eq!(order["total_cents"], 2000);
+}
+
+/// Without cancel words the item brought back asks what instead, from code, and the model
+/// is not asked for another reply; `reconsider_item` is never offered to the model.
+#[tokio::test(start_paused = true)]
+async fn a_small_models_item_brought_back_to_change_asks_what_instead() {
+    let (mut steps, turns) = small_model_up_to_read_back();
+    steps.push(
+        Step::reply()
+            .expect_no_tool("reconsider_item")
+            .call("out_of_scope", json!({"task_ids": ["item_2"]})),
+    );
+    let llm = ScriptedLlm::new(steps);
+    let mut call = start_small(&llm).await;
+    call.say_all(&turns).await;
+    let result = call.session.run("Actually, change the cheesecake").await;
+    assert_eq!(
+        result.messages().last().copied(),
+        Some("What would you like instead of the Cheesecake?")
+    );
+    llm.verify().unwrap();
+}

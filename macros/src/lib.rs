@@ -30,7 +30,8 @@
 //! arguments are the method's parameters after `&self` and the optional `ToolContext`:
 //! their JSON schema comes from their types (`serde::Deserialize` + `schemars::JsonSchema`;
 //! an enum is a closed set of values), and a doc line `` - `name`: text `` describes one.
-//! `#[tool(hidden_on_enter)]` withholds it while the task enters. Bodies may be `fn` or
+//! `#[tool(hidden_on_enter)]` withholds it while the task enters; `#[tool(code_only)]`
+//! never offers it to the model (code runs it: `OnEnter::CallTool`, a key). Bodies may be `fn` or
 //! `async fn`, returning `Result<String, ToolError>`; they read the task's fields through
 //! `&self`. `#[tools(result = T)]` makes them tools of tasks with result `T`; `#[tools]`
 //! alone makes tools any task can offer, whose methods are generic over the result
@@ -91,6 +92,7 @@ impl Parse for ToolsArgs {
 struct ToolOptions {
     name: Option<LitStr>,
     hidden_on_enter: bool,
+    code_only: bool,
 }
 
 /// One tool, parsed from its method.
@@ -99,6 +101,7 @@ struct ToolMethod {
     name: String,
     description: String,
     hidden_on_enter: bool,
+    code_only: bool,
     takes_context: bool,
     is_async: bool,
     args: Vec<(Ident, Type, Option<String>)>,
@@ -157,6 +160,7 @@ pub(crate) fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
         let name = &tool.name;
         let description = &tool.description;
         let hidden = tool.hidden_on_enter;
+        let offered = !tool.code_only;
         let fields = tool.args.iter().map(|(ident, ty, doc)| {
             let doc = doc.as_ref().map(|d| quote!(#[doc = #d]));
             quote_spanned!(ty.span()=> #doc #ident: #ty)
@@ -204,6 +208,10 @@ pub(crate) fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
 
                 fn hidden_on_enter(&self) -> bool {
                     #hidden
+                }
+
+                fn offered_to_model(&self) -> bool {
+                    #offered
                 }
 
                 #[allow(unused_variables)]
@@ -267,11 +275,14 @@ fn take_tool_attribute(attrs: &mut Vec<Attribute>) -> syn::Result<Option<ToolOpt
             if meta.path.is_ident("hidden_on_enter") {
                 options.hidden_on_enter = true;
                 Ok(())
+            } else if meta.path.is_ident("code_only") {
+                options.code_only = true;
+                Ok(())
             } else if meta.path.is_ident("name") {
                 options.name = Some(meta.value()?.parse()?);
                 Ok(())
             } else {
-                Err(meta.error("expected `hidden_on_enter` or `name = \"...\"`"))
+                Err(meta.error("expected `hidden_on_enter`, `code_only` or `name = \"...\"`"))
             }
         })?;
     }
@@ -344,6 +355,7 @@ fn parse_tool(function: &mut ImplItemFn, options: ToolOptions) -> syn::Result<To
         method,
         description,
         hidden_on_enter: options.hidden_on_enter,
+        code_only: options.code_only,
         takes_context,
         is_async: signature.asyncness.is_some(),
         args,
@@ -516,6 +528,22 @@ mod tests {
     }
 
     #[test]
+    fn a_code_only_tool_is_not_offered_to_the_model() {
+        let item = quote! {
+            impl Item {
+                /// Decide from the caller's words.
+                #[tool(code_only)]
+                fn reconsider(&self) -> ToolResult { Ok(String::new()) }
+            }
+        };
+        let out = expand(quote!(result = Payment), item).unwrap().to_string();
+        assert!(
+            out.contains("fn offered_to_model (& self) -> bool { false }"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn docs_split_into_the_description_and_argument_descriptions() {
         let lines: Vec<String> = [
             "Confirm how the caller pays",
@@ -572,6 +600,10 @@ mod tests {
         );
         assert!(
             out.contains("confirm_payment (ctx , args . method) . await"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn offered_to_model (& self) -> bool { true }"),
             "{out}"
         );
         assert!(out.contains("ToolSet < Payment > for Pay"), "{out}");

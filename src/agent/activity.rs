@@ -166,6 +166,7 @@ async fn reply<T: Send + 'static>(
     });
     let (tools, specs): (Vec<_>, Vec<&Arc<ToolSpec>>) = task
         .tools()
+        .filter(|(tool, _)| tool.offered_to_model())
         .filter(|(tool, _)| enter_instructions.is_none() || !tool.hidden_on_enter())
         .unzip();
     let instructions = match enter_instructions {

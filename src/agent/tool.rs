@@ -77,6 +77,13 @@ pub trait Tool<T>: Send + Sync + 'static {
         false
     }
 
+    /// Whether the model is offered it. A tool only code runs (a task's entry step, a key
+    /// press) says `false`: it acts for the task without being one more choice for the
+    /// model.
+    fn offered_to_model(&self) -> bool {
+        true
+    }
+
     /// The JSON schema of the arguments; by default made from `Args`.
     fn parameters(&self) -> Value {
         schema_of::<Self::Args>()
@@ -118,6 +125,7 @@ pub(crate) trait DynTool<T>: Send + Sync {
     fn spec(&self) -> ToolSpec;
     fn name(&self) -> &str;
     fn hidden_on_enter(&self) -> bool;
+    fn offered_to_model(&self) -> bool;
     fn invoke<'a>(&'a self, ctx: &'a mut ToolContext<'_, T>, arguments: &'a str) -> ToolFuture<'a>;
 }
 
@@ -140,6 +148,10 @@ where
 
     fn hidden_on_enter(&self) -> bool {
         Tool::hidden_on_enter(self)
+    }
+
+    fn offered_to_model(&self) -> bool {
+        Tool::offered_to_model(self)
     }
 
     fn invoke<'a>(&'a self, ctx: &'a mut ToolContext<'_, T>, arguments: &'a str) -> ToolFuture<'a> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::check_menu::CheckMenu;
 use super::order::OrderItem;
 use super::order_flow::OrderFlow;
-use super::prompts::fill;
+use super::prompts::{fill, mentions_any};
 use super::shared_tools::with_call_tools;
 use crate::agent::{
     AgentTask, OnEnter, StallAction, TaskResults, ToolContext, ToolError, ToolResult, tools,
@@ -18,6 +18,9 @@ pub(crate) const STALL_TURNS: usize = 3;
 /// The tool that cancels the item (also what an item the caller took off the order runs
 /// as it comes back).
 const CANCEL_ITEM: &str = "cancel_item";
+
+/// The code-only tool an item brought back runs first with a small model.
+const RECONSIDER_ITEM: &str = "reconsider_item";
 
 /// The task's result: the item, or `None` when the caller changed their mind.
 pub type ItemResult = Option<OrderItem>;
@@ -64,8 +67,10 @@ pub fn collect_order_item(
     };
     let opening = if flow.removal_requested(number) {
         OnEnter::CallTool(CANCEL_ITEM.into())
+    } else if restaurant.small_model && flow.dish_of(number).is_some() {
+        OnEnter::CallTool(RECONSIDER_ITEM.into())
     } else {
-        restaurant.opening(say, enter)
+        restaurant.opening(say.clone(), enter)
     };
     let task = AgentTask::new("CollectOrderItem", instructions)
         .on_enter(opening)
@@ -80,6 +85,7 @@ pub fn collect_order_item(
             flow: flow.clone(),
             number,
             has_other_items,
+            change_question: say,
         })
 }
 
@@ -102,6 +108,8 @@ struct CollectOrderItem {
     flow: Arc<OrderFlow>,
     number: usize,
     has_other_items: bool,
+    /// What the caller is asked when the item comes back to be changed.
+    change_question: String,
 }
 
 #[tools(result = ItemResult)]
@@ -149,6 +157,22 @@ impl CollectOrderItem {
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         Ok("Item cancelled.".to_string())
     }
+
+    /// Decide what an item brought back does first, from the caller's last words.
+    ///
+    /// Code runs it (small models only): a caller who asked to cancel this dish ("cancel
+    /// the cheesecake") has it cancelled, even though the model went back to the item
+    /// instead of calling `remove_item`; anyone else is asked what they want instead.
+    #[tool(code_only)]
+    fn reconsider_item(&self, ctx: &mut ToolContext<'_, ItemResult>) -> ToolResult {
+        if self.caller_cancels_this_dish(ctx.chat_context()) {
+            return self.cancel_item(ctx);
+        }
+        Err(ToolError::AskCaller {
+            reason: "the caller wants to change this item; ask what they want instead".into(),
+            question: self.change_question.clone(),
+        })
+    }
 }
 
 impl CollectOrderItem {
@@ -159,16 +183,26 @@ impl CollectOrderItem {
         if !restaurant.small_model {
             return false;
         }
-        let Some(turn) = chat.messages_from(ChatRole::User).next() else {
+        chat.messages_from(ChatRole::User)
+            .next()
+            .is_some_and(|turn| mentions_any(turn, &restaurant.prompts.more_items_words))
+    }
+
+    /// Whether the caller's last turn asks to take this item's dish off the order
+    /// (`prompts/cancel_words.md` and the dish's name).
+    fn caller_cancels_this_dish(&self, chat: &ChatContext) -> bool {
+        let restaurant = self.flow.restaurant();
+        let Some(dish) = self.flow.dish_of(self.number) else {
             return false;
         };
-        let turn = turn.to_lowercase();
-        restaurant
-            .prompts
-            .more_items_words
-            .lines()
-            .map(|words| words.trim().to_lowercase())
-            .any(|words| !words.is_empty() && turn.contains(&words))
+        let Ok(item) = restaurant.menu.find_item(&dish) else {
+            return false;
+        };
+        chat.messages_from(ChatRole::User)
+            .next()
+            .is_some_and(|turn| {
+                item.is_named_in(turn) && mentions_any(turn, &restaurant.prompts.cancel_words)
+            })
     }
 
     /// The item, checked against the menu and the limits; only a valid item completes the

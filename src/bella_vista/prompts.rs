@@ -73,6 +73,11 @@ pub struct Prompts {
     /// something else"): with a small model, an item confirmed on such a turn is never the
     /// last (it read them as "no more items").
     pub more_items_words: String,
+    /// Words in a caller's turn that ask to take a dish off the order, one per line
+    /// ("cancel the cheesecake"): with a small model, an item brought back on such a turn
+    /// (the model went back to it instead of calling `remove_item`) cancels itself
+    /// instead of asking what the caller wants instead.
+    pub cancel_words: String,
     /// What a later item task says on entering, from code, for a small model.
     pub item_next_say: String,
     /// What an item task says on entering again to change its item (`{item}`), from code,
@@ -92,7 +97,7 @@ macro_rules! embedded {
     };
 }
 
-const EMBEDDED: [(&str, &str); 31] = [
+const EMBEDDED: [(&str, &str); 32] = [
     embedded!("order_taker"),
     embedded!("greeting"),
     embedded!("collect_order_item"),
@@ -119,6 +124,7 @@ const EMBEDDED: [(&str, &str); 31] = [
     embedded!("item_say"),
     embedded!("speech_vocabulary"),
     embedded!("more_items_words"),
+    embedded!("cancel_words"),
     embedded!("item_next_say"),
     embedded!("item_change_say"),
     embedded!("greeting_say"),
@@ -190,6 +196,7 @@ impl Prompts {
             item_say: get("item_say"),
             speech_vocabulary: get("speech_vocabulary"),
             more_items_words: get("more_items_words"),
+            cancel_words: get("cancel_words"),
             item_next_say: get("item_next_say"),
             item_change_say: get("item_change_say"),
             greeting_say: get("greeting_say"),
@@ -197,6 +204,16 @@ impl Prompts {
             review_say: get("review_say"),
         }
     }
+}
+
+/// Whether `text` contains any of the phrases of `word_list` (one per line, any case): the
+/// small-model checks of a caller's turn (`more_items_words`, `cancel_words`).
+pub fn mentions_any(text: &str, word_list: &str) -> bool {
+    let text = text.to_lowercase();
+    word_list
+        .lines()
+        .map(|words| words.trim().to_lowercase())
+        .any(|words| !words.is_empty() && text.contains(&words))
 }
 
 /// Replaces each `{key}` in `template` with its value.

@@ -50,6 +50,17 @@ pub async fn start(llm: &ScriptedLlm) -> Bella {
     start_with(llm, |db| order_taker(restaurant(db))).await
 }
 
+/// Starts a call on a restaurant set up for a small model (openings said from code, the
+/// model's arguments checked against the caller's words).
+pub async fn start_small(llm: &ScriptedLlm) -> Bella {
+    start_with(llm, |db| {
+        let mut restaurant = Arc::into_inner(restaurant(db)).expect("not shared yet");
+        restaurant.small_model = true;
+        order_taker(Arc::new(restaurant))
+    })
+    .await
+}
+
 /// Starts a call answered by the order taker on `llm`, its orders stamped by `clock`.
 pub async fn start_with_clock(llm: &ScriptedLlm, clock: WallClock) -> Bella {
     start_with(llm, |db| {
