@@ -218,10 +218,13 @@ impl OrderFlow {
     /// Takes item `number` off the order: its task runs again and cancels itself from code
     /// (see [`OrderFlow::removal_requested`]), then payment re-enters with the new total.
     pub(crate) fn remove_item(&self, number: usize) -> Result<(), HandleError> {
+        // The item's task is built again only after the running task ends, so marking it
+        // after a successful regression is in time, and a refused one leaves no mark.
+        self.group.regress_to(&[item_id(number).as_str()])?;
         if let Some(slot) = self.items_mut().get_mut(&number) {
             slot.remove = true;
         }
-        self.group.regress_to(&[item_id(number).as_str()])
+        Ok(())
     }
 
     /// Whether the caller asked to take item `number` off the order.

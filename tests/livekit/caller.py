@@ -171,6 +171,8 @@ async def main(args: argparse.Namespace) -> int:
 
     @room.on("participant_attributes_changed")
     def _attrs(changed: dict[str, str], p: rtc.Participant) -> None:
+        if isinstance(p, rtc.LocalParticipant):
+            return  # our own test.ready, below: only the others' changes are recorded
         out["attributes"].append({"t": now(), "identity": p.identity, "changed": dict(changed)})
 
     @room.on("track_subscribed")
