@@ -246,7 +246,7 @@ async fn the_agent_hears_the_callers_speech() {
 async fn transcriptions_and_agent_state_reach_the_caller() {
     init_logs();
     let server = LiveKit::start();
-    let caller = Caller::start(
+    let caller = Caller::start_announcing_ready(
         &server,
         CallerPlan {
             room: "text",

@@ -226,6 +226,16 @@ impl Caller {
         plan: CallerPlan<'_>,
         attributes: &[&str],
     ) -> Self {
+        Self::spawn(server, plan, attributes, false)
+    }
+
+    /// Starts `caller.py`, which sets its own `test.ready` attribute once connected: a
+    /// test waits for it instead of sleeping before it sends data to the caller.
+    pub fn start_announcing_ready(server: &LiveKit, plan: CallerPlan<'_>) -> Self {
+        Self::spawn(server, plan, &[], true)
+    }
+
+    fn spawn(server: &LiveKit, plan: CallerPlan<'_>, attributes: &[&str], ready: bool) -> Self {
         let json = server.path(&format!("{}.json", plan.identity));
         let log = server.path(&format!("{}.log", plan.identity));
         let heard = server.path(&format!("{}_heard.wav", plan.identity));
@@ -258,6 +268,9 @@ impl Caller {
         }
         if let Some(agent) = plan.agent_name {
             command.args(["--agent-name", agent]);
+        }
+        if ready {
+            command.arg("--announce-ready");
         }
         Caller {
             child: command.spawn().expect("start caller.py"),

@@ -198,10 +198,11 @@ async def main(args: argparse.Namespace) -> int:
                                           can_update_own_metadata=True)).to_jwt())
     await room.connect(args.url, token, rtc.RoomOptions(auto_subscribe=True))
     events.append({"t": now(), "event": "connected", "room_sid": await room.sid})
-    # Says this caller is connected and ready for data (connect returns once the transport
-    # that receives is up), so tests wait for it instead of sleeping. Changing one's own
-    # attributes needs the canUpdateOwnMetadata grant above.
-    await room.local_participant.set_attributes({"test.ready": "1"})
+    if args.announce_ready:
+        # Says this caller is connected and ready for data (connect returns once the
+        # transport that receives is up), so a test waits for it instead of sleeping.
+        # Changing one's own attributes needs the canUpdateOwnMetadata grant above.
+        await room.local_participant.set_attributes({"test.ready": "1"})
     for p in room.remote_participants.values():
         note_participant(p)
 
@@ -248,6 +249,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--wav-in", help="16-bit PCM WAV to publish as the microphone")
     p.add_argument("--wav-out", help="where to write the remote audio (48 kHz mono)")
     p.add_argument("--json-out", help="where to write transcriptions, attributes, events")
+    p.add_argument("--announce-ready", action="store_true",
+                   help="set the attribute test.ready=1 once connected")
     p.add_argument("--attribute", action="append", default=[],
                    help="KEY=VALUE participant attribute in the token (e.g. sip.phoneNumber=+1555...)")
     p.add_argument("--agent-name", help="dispatch this agent into the room (AgentDispatchService)")
